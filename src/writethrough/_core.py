@@ -1,0 +1,376 @@
+"""The sans-I/O core: every decision the sync and async caches share, and no I/O.
+
+The core owns the in-memory entries, the policy, the statistics, the in-flight
+loads (single flight) and the per-key write gates. A cache driver (``cache.py``
+for threads, ``aio`` for asyncio) asks the core what to do, performs the store
+call itself, and reports the outcome back. Methods here never block on I/O:
+they hold ``self.lock`` only for a few dictionary operations.
+
+Staleness (DESIGN rules 5 and 14) has one mechanism: a load in flight is a
+``Flight``; any completed write, failed write, invalidation or bus message for
+its key marks it stale and detaches it, so it never installs what it read and
+later callers start a fresh load. A whole-cache flush does the same to every
+flight. That is the per-key generation: a flight remembers whether the key's
+generation moved while it ran.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Hashable
+from typing import Any, Generic, TypeVar
+
+from .errors import ReentrantCompute
+from .policies import Policy
+from .stats import CacheStats, Counter
+
+__all__ = ["Core", "Flight"]
+
+Key = Hashable
+_Gate = TypeVar("_Gate")
+
+MISSING: Any = object()
+
+
+class Flight:
+    """One store load (or compute) in progress for a key; waiters share its outcome."""
+
+    __slots__ = (
+        "compute",
+        "done",
+        "error",
+        "found",
+        "key",
+        "owner",
+        "signal",
+        "stale",
+        "value",
+        "waiters",
+    )
+
+    def __init__(self, key: Key, owner: object, compute: bool) -> None:
+        self.key = key
+        self.owner = owner
+        self.compute = compute  # the leader computes the value when the store has none
+        self.stale = False
+        self.done = False
+        self.found = False
+        self.value: Any = None
+        self.error: BaseException | None = None
+        self.waiters = 0
+        self.signal: Any = None  # made for the first waiter (sync: Event; async: Future)
+
+
+class Core(Generic[_Gate]):
+    """State and decisions of one cache. ``new_gate`` makes a per-key write lock."""
+
+    def __init__(
+        self,
+        *,
+        capacity: int,
+        max_bytes: int | None,
+        policy: Policy,
+        ttl: float | None,
+        new_gate: Callable[[], _Gate],
+        new_signal: Callable[[], Any],
+        owner_id: Callable[[], object],
+    ) -> None:
+        self.capacity = capacity
+        self.max_bytes = max_bytes
+        self.policy = policy
+        self.ttl = ttl
+        self.lock = threading.Lock()
+        self.data: dict[Key, Any] = {}
+        self.weights: dict[Key, int] = {}
+        self.expires: dict[Key, float] = {}
+        self.total_weight = 0
+        self.flights: dict[Key, Flight] = {}
+        self._gates: dict[Key, list[Any]] = {}  # key -> [gate, users]
+        self._new_gate = new_gate
+        self._new_signal = new_signal
+        self.owner_id = owner_id
+        self._waiting_on: dict[object, Flight] = {}
+        self.installing = True
+        self.closed = False
+        # counters: lock-free and exact
+        self.hits = Counter()
+        self.store_hits = Counter()
+        self.misses = Counter()
+        self.writes = Counter()
+        self.write_errors = Counter()
+        self.evictions = Counter()
+        self.invalidations = Counter()
+        self.load_errors = Counter()
+        self.coalesced = Counter()
+        self.load_time = 0.0
+        self.write_time = 0.0
+        policy.bind(capacity, max_bytes)
+
+    # ------------------------------------------------------------ entries
+
+    def install(self, key: Key, value: Any, weight: int) -> None:
+        """Hold ``key`` -> ``value`` and evict until within bounds. Caller holds the lock."""
+        data = self.data
+        policy = self.policy
+        if len(data) >= self.capacity or self.max_bytes is not None:
+            policy.drain()  # recency of past hits first, so the new entry is the newest
+        if key in data:
+            policy.on_update(key, weight)
+        else:
+            policy.on_insert(key, weight)
+        if self.max_bytes is not None:
+            self.total_weight += weight - self.weights.get(key, 0)
+            self.weights[key] = weight
+        if self.ttl is not None:
+            self.expires[key] = time.monotonic() + self.ttl
+        data[key] = value
+        if len(data) > self.capacity or (
+            self.max_bytes is not None and self.total_weight > self.max_bytes
+        ):
+            self._evict_to_bounds()
+
+    def _evict_to_bounds(self) -> None:
+        data = self.data
+        policy = self.policy
+        max_bytes = self.max_bytes
+        while data and (
+            len(data) > self.capacity or (max_bytes is not None and self.total_weight > max_bytes)
+        ):
+            victim = policy.victim()
+            self._forget(victim)
+            self.evictions.incr()
+
+    def _forget(self, key: Key) -> bool:
+        """Drop ``key`` from memory (not from the policy). Caller holds the lock."""
+        if self.data.pop(key, MISSING) is MISSING:
+            return False
+        self.total_weight -= self.weights.pop(key, 0)
+        self.expires.pop(key, None)
+        return True
+
+    def drop(self, key: Key) -> bool:
+        """Remove ``key`` locally and mark its in-flight load stale. Caller holds the lock."""
+        flight = self.flights.pop(key, None)
+        if flight is not None:
+            flight.stale = True
+        if self._forget(key):
+            self.policy.on_remove(key)
+            return True
+        return False
+
+    def drop_all(self) -> None:
+        """Remove every entry and mark every in-flight load stale. Caller holds the lock."""
+        for flight in self.flights.values():
+            flight.stale = True
+        self.flights.clear()
+        self.data.clear()
+        self.weights.clear()
+        self.expires.clear()
+        self.total_weight = 0
+        self.policy.clear()
+
+    def evict(self, key: Key) -> bool:
+        """Local-only removal (``cache.evict``): the store and in-flight loads are untouched."""
+        with self.lock:
+            if self._forget(key):
+                self.policy.on_remove(key)
+                return True
+            return False
+
+    def evict_all(self) -> None:
+        with self.lock:
+            self.data.clear()
+            self.weights.clear()
+            self.expires.clear()
+            self.total_weight = 0
+            self.policy.clear()
+
+    def expire(self, key: Key) -> None:
+        """Drop ``key`` if its ttl has passed (the hit path saw it expired)."""
+        with self.lock:
+            deadline = self.expires.get(key)
+            if deadline is not None and deadline <= time.monotonic() and self._forget(key):
+                self.policy.on_remove(key)
+                self.evictions.incr()
+
+    # ------------------------------------------------------------ loads
+
+    def start_load(self, key: Key, compute: bool = False) -> tuple[Flight | None, bool, Any]:
+        """Begin a read of ``key`` after a hit-path miss.
+
+        Returns ``(None, False, value)`` when another thread installed the key
+        meanwhile (counted as a hit), ``(flight, True, _)`` when the caller
+        must load, and ``(flight, False, _)`` when it must wait for ``flight``.
+        """
+        with self.lock:
+            value = self.data.get(key, MISSING)
+            if value is not MISSING and (
+                self.ttl is None or self.expires.get(key, 0.0) > time.monotonic()
+            ):
+                self.hits.incr()
+                return None, False, value
+            flight = self.flights.get(key)
+            me = self.owner_id()
+            if flight is None:
+                flight = Flight(key, me, compute)
+                if self.installing:
+                    self.flights[key] = flight
+                else:
+                    flight.stale = True
+                return flight, True, None
+            self._check_cycle(flight, me)
+            flight.waiters += 1
+            if flight.signal is None:
+                flight.signal = self._new_signal()
+            self._waiting_on[me] = flight
+            return flight, False, None
+
+    def _check_cycle(self, flight: Flight, me: object) -> None:
+        """Refuse to wait on a flight that (transitively) waits on the caller."""
+        owner: object = flight.owner
+        seen = 0
+        while True:
+            if owner == me:
+                raise ReentrantCompute(
+                    f"key {flight.key!r} is being loaded or computed by this caller "
+                    "(get_or_compute's function re-entered the cache on its own key, "
+                    "or two computes wait on each other)"
+                )
+            nxt = self._waiting_on.get(owner)
+            seen += 1
+            if nxt is None or seen > 10_000:
+                return
+            owner = nxt.owner
+
+    def stop_waiting(self) -> None:
+        """The caller is done waiting on a flight."""
+        with self.lock:
+            self._waiting_on.pop(self.owner_id(), None)
+
+    def finish_load(
+        self, flight: Flight, found: bool, value: Any, weight: int, seconds: float
+    ) -> Any:
+        """Record a leader's successful load; install it unless stale. Returns the signal."""
+        with self.lock:
+            self.load_time += seconds
+            flight.compute = False  # the value (or its absence) came from the store
+            if found:
+                self.store_hits.incr()
+                if (
+                    not flight.stale
+                    and self.installing
+                    and not self.closed
+                    and (self.max_bytes is None or weight <= self.max_bytes)
+                ):
+                    self.install(flight.key, value, weight)
+            else:
+                self.misses.incr()
+            return self._settle(flight, found, value, None)
+
+    def fail_load(self, flight: Flight, error: BaseException, seconds: float) -> Any:
+        """Record a leader's failed load or compute: every waiter gets ``error``."""
+        with self.lock:
+            self.load_time += seconds
+            self.load_errors.incr()
+            return self._settle(flight, False, None, error)
+
+    def settle(self, flight: Flight, found: bool, value: Any) -> Any:
+        """Complete a flight without counting (the caller counted already)."""
+        with self.lock:
+            return self._settle(flight, found, value, None)
+
+    def _settle(self, flight: Flight, found: bool, value: Any, error: BaseException | None) -> Any:
+        flight.done = True
+        flight.found = found
+        flight.value = value
+        flight.error = error
+        if self.flights.get(flight.key) is flight:
+            del self.flights[flight.key]
+        return flight.signal
+
+    def note_absent(self, flight: Flight, seconds: float) -> None:
+        """A compute leader found nothing in the store: count the miss, keep the flight open."""
+        with self.lock:
+            self.load_time += seconds
+            self.misses.incr()
+
+    def count_waiter(self, flight: Flight) -> None:
+        """Count a caller that waited for ``flight`` by what it got."""
+        self.coalesced.incr()
+        if flight.error is not None:
+            self.load_errors.incr()
+        elif flight.found and not flight.compute:
+            self.store_hits.incr()
+        else:
+            self.misses.incr()
+
+    # ------------------------------------------------------------ writes
+
+    def acquire_gate(self, key: Key) -> _Gate:
+        """The per-key write gate; the driver locks it so writes of one key run in order."""
+        with self.lock:
+            slot = self._gates.get(key)
+            if slot is None:
+                slot = self._gates[key] = [self._new_gate(), 0]
+            slot[1] += 1
+            gate: _Gate = slot[0]
+            return gate
+
+    def release_gate(self, key: Key) -> None:
+        """Forget the gate of ``key`` once no writer uses it (the driver unlocked it)."""
+        with self.lock:
+            slot = self._gates[key]
+            slot[1] -= 1
+            if slot[1] == 0:
+                del self._gates[key]
+
+    def finish_write(self, key: Key, value: Any, weight: int, seconds: float) -> None:
+        """The store accepted ``value``: hold it, and stale any older load of the key."""
+        with self.lock:
+            self.write_time += seconds
+            self.writes.incr()
+            flight = self.flights.pop(key, None)
+            if flight is not None:
+                flight.stale = True
+            if self.installing and not self.closed:
+                self.install(key, value, weight)
+            else:
+                self.drop(key)
+
+    def fail_write(self, key: Key, seconds: float) -> None:
+        """The store refused or may not have applied the write: forget the key locally."""
+        with self.lock:
+            self.write_time += seconds
+            self.write_errors.incr()
+            self.drop(key)
+
+    def finish_remove(self, key: Key, seconds: float, ok: bool = True) -> bool:
+        """An invalidation reached the store (or failed): drop locally; was it held?"""
+        with self.lock:
+            self.write_time += seconds
+            (self.invalidations if ok else self.write_errors).incr()
+            return self.drop(key)
+
+    def add_write_time(self, seconds: float) -> None:
+        with self.lock:
+            self.write_time += seconds
+
+    # ------------------------------------------------------------ stats
+
+    def snapshot(self) -> CacheStats:
+        with self.lock:
+            load_time, write_time = self.load_time, self.write_time
+        return CacheStats(
+            cache_hits=self.hits.value,
+            backing_store_hits=self.store_hits.value,
+            misses=self.misses.value,
+            writes=self.writes.value,
+            write_errors=self.write_errors.value,
+            evictions=self.evictions.value,
+            invalidations=self.invalidations.value,
+            load_errors=self.load_errors.value,
+            loads_coalesced=self.coalesced.value,
+            load_time=load_time,
+            write_time=write_time,
+        )
