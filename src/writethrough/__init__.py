@@ -27,10 +27,12 @@ from .policies import Policy
 from .stats import CacheStats
 from .stores.base import BytesStore, Store
 from .stores.memory import MemoryStore
+from .url import URL, open, parse_url, register_scheme
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "URL",
     "BatchError",
     "BytesCodec",
     "BytesStore",
@@ -56,4 +58,7 @@ __all__ = [
     "WriteThroughCache",
     "WriteThroughError",
     "__version__",
+    "open",
+    "parse_url",
+    "register_scheme",
 ]

@@ -178,7 +178,7 @@ _CACHE_OPTIONS: dict[str, Callable[[str, str], Any]] = {
 }
 
 
-def open(url: str, **options: Any) -> WriteThroughCache:  # noqa: A001 - the public name is wt.open
+def open(url: str, **options: Any) -> WriteThroughCache:
     """Open a cache over the store ``url`` names; options as keywords or in the query.
 
     ``wt.open("sqlite:///app.db?capacity=50000")``. Keyword options win over the
