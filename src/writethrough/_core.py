@@ -34,32 +34,23 @@ MISSING: Any = object()
 
 
 class Flight:
-    """One store load (or compute) in progress for a key; waiters share its outcome."""
+    """One store load (or compute) in progress for a key; waiters share its outcome.
 
-    __slots__ = (
-        "compute",
-        "done",
-        "error",
-        "found",
-        "key",
-        "owner",
-        "signal",
-        "stale",
-        "value",
-        "waiters",
-    )
+    Class-level defaults and no ``__init__``: a flight is made on every miss, and
+    setting three attributes on a bare instance costs half of calling an
+    ``__init__`` (measured: 94 ns vs 176 ns).
+    """
 
-    def __init__(self, key: Key, owner: object, compute: bool) -> None:
-        self.key = key
-        self.owner = owner
-        self.compute = compute  # the leader computes the value when the store has none
-        self.stale = False
-        self.done = False
-        self.found = False
-        self.value: Any = None
-        self.error: BaseException | None = None
-        self.waiters = 0
-        self.signal: Any = None  # made for the first waiter (sync: Event; async: Future)
+    key: Key
+    owner: object  # thread (or task) that runs the load
+    epoch: int  # the core's epoch when the load started; a flush bumps it
+    compute = False  # the leader computes the value when the store has none
+    stale = False  # a write or invalidation of the key completed during the load
+    signal: Any = None  # made for the first waiter (sync: Event; async: Future)
+    # the outcome, written when a waiter exists to read it
+    found = False
+    value: Any = None
+    error: BaseException | None = None
 
 
 class Core(Generic[_Gate]):
@@ -93,6 +84,7 @@ class Core(Generic[_Gate]):
         self._waiting_on: dict[object, Flight] = {}
         self.installing = True
         self.closed = False
+        self.epoch = 0  # bumped by every whole-cache flush
         # counters: lock-free and exact
         self.hits = Counter()
         self.store_hits = Counter()
@@ -113,21 +105,20 @@ class Core(Generic[_Gate]):
         """Hold ``key`` -> ``value`` and evict until within bounds. Caller holds the lock."""
         data = self.data
         policy = self.policy
-        if len(data) >= self.capacity or self.max_bytes is not None:
-            policy.drain()  # recency of past hits first, so the new entry is the newest
+        max_bytes = self.max_bytes
         if key in data:
             policy.on_update(key, weight)
         else:
+            if len(data) >= self.capacity or max_bytes is not None:
+                policy.drain()  # recency of past hits first, so the new entry is the newest
             policy.on_insert(key, weight)
-        if self.max_bytes is not None:
+        if max_bytes is not None:
             self.total_weight += weight - self.weights.get(key, 0)
             self.weights[key] = weight
         if self.ttl is not None:
             self.expires[key] = time.monotonic() + self.ttl
         data[key] = value
-        if len(data) > self.capacity or (
-            self.max_bytes is not None and self.total_weight > self.max_bytes
-        ):
+        if len(data) > self.capacity or (max_bytes is not None and self.total_weight > max_bytes):
             self._evict_to_bounds()
 
     def _evict_to_bounds(self) -> None:
@@ -161,6 +152,7 @@ class Core(Generic[_Gate]):
 
     def drop_all(self) -> None:
         """Remove every entry and mark every in-flight load stale. Caller holds the lock."""
+        self.epoch += 1
         for flight in self.flights.values():
             flight.stale = True
         self.flights.clear()
@@ -203,28 +195,41 @@ class Core(Generic[_Gate]):
         meanwhile (counted as a hit), ``(flight, True, _)`` when the caller
         must load, and ``(flight, False, _)`` when it must wait for ``flight``.
         """
-        with self.lock:
-            value = self.data.get(key, MISSING)
-            if value is not MISSING and (
-                self.ttl is None or self.expires.get(key, 0.0) > time.monotonic()
-            ):
-                self.hits.incr()
-                return None, False, value
-            flight = self.flights.get(key)
-            me = self.owner_id()
-            if flight is None:
-                flight = Flight(key, me, compute)
-                if self.installing:
-                    self.flights[key] = flight
-                else:
-                    flight.stale = True
+        value = self.data.get(key, MISSING)
+        if value is not MISSING and (
+            self.ttl is None or self.expires.get(key, 0.0) > time.monotonic()
+        ):
+            self.hits.incr()
+            return None, False, value
+        flight = Flight()
+        flight.key = key
+        flight.owner = self.owner_id()
+        flight.epoch = self.epoch
+        if compute:
+            flight.compute = True
+        if not self.installing:
+            flight.stale = True  # not registered: nothing to coalesce with, nothing to install
+            return flight, True, None
+        # The leader registers without the lock: setdefault is atomic, and a
+        # flush that races it is caught by the epoch.
+        existing = self.flights.setdefault(key, flight)
+        if existing is flight:
+            return flight, True, None
+        # acquire/release rather than ``with``: half the cost (measured 95 vs 215 ns)
+        self.lock.acquire()
+        try:
+            current = self.flights.get(key)
+            if current is None:  # the leader finished meanwhile: load anew
+                self.flights[key] = flight
                 return flight, True, None
-            self._check_cycle(flight, me)
-            flight.waiters += 1
-            if flight.signal is None:
-                flight.signal = self._new_signal()
-            self._waiting_on[me] = flight
-            return flight, False, None
+            me = flight.owner
+            self._check_cycle(current, me)
+            if current.signal is None:
+                current.signal = self._new_signal()
+            self._waiting_on[me] = current
+            return current, False, None
+        finally:
+            self.lock.release()
 
     def _check_cycle(self, flight: Flight, me: object) -> None:
         """Refuse to wait on a flight that (transitively) waits on the caller."""
@@ -252,21 +257,33 @@ class Core(Generic[_Gate]):
         self, flight: Flight, found: bool, value: Any, weight: int, seconds: float
     ) -> Any:
         """Record a leader's successful load; install it unless stale. Returns the signal."""
-        with self.lock:
+        self.lock.acquire()
+        try:
             self.load_time += seconds
-            flight.compute = False  # the value (or its absence) came from the store
+            if flight.compute:  # the value (or its absence) came from the store
+                flight.compute = False
             if found:
                 self.store_hits.incr()
                 if (
                     not flight.stale
+                    and flight.epoch == self.epoch
                     and self.installing
-                    and not self.closed
                     and (self.max_bytes is None or weight <= self.max_bytes)
                 ):
                     self.install(flight.key, value, weight)
             else:
                 self.misses.incr()
-            return self._settle(flight, found, value, None)
+            key = flight.key
+            if self.flights.get(key) is flight:
+                del self.flights[key]
+            signal = flight.signal
+            if signal is not None:
+                flight.found = found
+                flight.value = value
+                flight.error = None
+            return signal
+        finally:
+            self.lock.release()
 
     def fail_load(self, flight: Flight, error: BaseException, seconds: float) -> Any:
         """Record a leader's failed load or compute: every waiter gets ``error``."""
@@ -275,13 +292,14 @@ class Core(Generic[_Gate]):
             self.load_errors.incr()
             return self._settle(flight, False, None, error)
 
-    def settle(self, flight: Flight, found: bool, value: Any) -> Any:
+    def settle(
+        self, flight: Flight, found: bool, value: Any, error: BaseException | None = None
+    ) -> Any:
         """Complete a flight without counting (the caller counted already)."""
         with self.lock:
-            return self._settle(flight, found, value, None)
+            return self._settle(flight, found, value, error)
 
     def _settle(self, flight: Flight, found: bool, value: Any, error: BaseException | None) -> Any:
-        flight.done = True
         flight.found = found
         flight.value = value
         flight.error = error
@@ -327,16 +345,19 @@ class Core(Generic[_Gate]):
 
     def finish_write(self, key: Key, value: Any, weight: int, seconds: float) -> None:
         """The store accepted ``value``: hold it, and stale any older load of the key."""
-        with self.lock:
+        self.lock.acquire()
+        try:
             self.write_time += seconds
             self.writes.incr()
             flight = self.flights.pop(key, None)
             if flight is not None:
                 flight.stale = True
-            if self.installing and not self.closed:
+            if self.installing:
                 self.install(key, value, weight)
             else:
                 self.drop(key)
+        finally:
+            self.lock.release()
 
     def fail_write(self, key: Key, seconds: float) -> None:
         """The store refused or may not have applied the write: forget the key locally."""

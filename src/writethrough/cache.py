@@ -106,6 +106,7 @@ class WriteThroughCache:
         self._load_many = getattr(store, "load_many", None)
         self._store_many = getattr(store, "store_many", None)
         self._remove_many = getattr(store, "remove_many", None)
+        self._store_key = self._enc.store_key
         self.__dict__["get"] = self._make_get()
 
     # ------------------------------------------------------------ the hit path
@@ -174,7 +175,9 @@ class WriteThroughCache:
         return self.__dict__["get"](key, default)
 
     def _get_slow(self, key: Hashable, default: Any) -> Any:
-        skey = self._prepare_key(key)
+        if self._closed:
+            raise CacheClosed("the cache is closed")
+        skey = self._store_key(key)
         core = self._core
         if core.ttl is not None:
             core.expire(key)
@@ -183,42 +186,50 @@ class WriteThroughCache:
             return value
         if leader:
             found, value = self._lead(flight, skey)
-            return value if found else default
-        found, value = self._wait(flight)
+        else:
+            found, value = self._wait(flight)
         return value if found else default
 
     def _prepare_key(self, key: Hashable) -> Any:
+        """The store's key for ``key``; refuses a closed cache and unsupported keys."""
         if self._closed:
             raise CacheClosed("the cache is closed")
-        try:
-            hash(key)
-        except TypeError:
-            raise CodecError(
-                f"unhashable key of type {type(key).__name__}: keys are str, bytes, int "
-                "or tuples of them"
-            ) from None
-        return self._enc.store_key(key)
+        return self._store_key(key)
 
-    def _load(self, skey: Any) -> tuple[bool, Any, int]:
-        """One store read: (found, decoded value, weight)."""
+    def _load_raw(self, skey: Any) -> Any:
+        """One store read, undecoded; ``MISSING`` when absent."""
         lookup = self._lookup
         if lookup is not None:
-            stored = lookup(skey, MISSING)
-            if stored is MISSING:
-                return False, None, 0
-        else:
-            stored = self._store.load(skey)
-            if stored is None:
-                return False, None, 0
+            return lookup(skey, MISSING)
+        stored = self._store.load(skey)
+        return MISSING if stored is None else stored
+
+    def _load(self, key: Hashable, skey: Any) -> tuple[bool, Any, int]:
+        """One store read: (found, decoded value, weight)."""
+        stored = self._load_raw(skey)
+        if stored is MISSING:
+            return False, None, 0
         enc = self._enc
         value = enc.decode(stored)
-        return True, value, (enc.weigh(None, value, skey, stored) if enc.max_bytes else 0)
+        return True, value, (enc.weigh(key, value, skey, stored) if enc.max_bytes else 0)
 
     def _lead(self, flight: Flight, skey: Any) -> tuple[bool, Any]:
         core = self._core
         start = _perf()
         try:
-            found, value, weight = self._load(skey)
+            lookup = self._lookup
+            if lookup is not None:
+                stored = lookup(skey, MISSING)
+                found = stored is not MISSING
+            else:
+                stored = self._store.load(skey)
+                found = stored is not None
+            if found:
+                enc = self._enc
+                value = enc.decode(stored)
+                weight = enc.weigh(flight.key, value, skey, stored) if enc.max_bytes else 0
+            else:
+                value, weight = None, 0
         except Exception as exc:
             err = wrap_load_error(exc, flight.key, self._store)
             _wake(core.fail_load(flight, err, _perf() - start))
@@ -228,7 +239,9 @@ class WriteThroughCache:
         except BaseException as exc:
             _wake(core.fail_load(flight, exc, _perf() - start))
             raise
-        _wake(core.finish_load(flight, found, value, weight, _perf() - start))
+        signal = core.finish_load(flight, found, value, weight, _perf() - start)
+        if signal is not None:
+            signal.set()
         return found, value
 
     def _wait(self, flight: Flight, count: bool = True) -> tuple[bool, Any]:
@@ -372,7 +385,8 @@ class WriteThroughCache:
             raise CacheClosed("the cache is closed")
         if isinstance(keys, str | bytes):
             raise ConfigError("pass an iterable of keys, not a single str or bytes key")
-        return [(key, self._prepare_key(key)) for key in dict.fromkeys(keys)]
+        checked = [(key, self._prepare_key(key)) for key in keys]
+        return list(dict(checked).items())  # distinct, first-seen order
 
     def _lead_many(
         self, leads: list[tuple[Hashable, Any, Flight]], result: dict[Hashable, Any]
@@ -386,9 +400,9 @@ class WriteThroughCache:
             else:
                 found_map = {}
                 for _, skey, _ in leads:
-                    found, value, _ = self._load(skey)
-                    if found:
-                        found_map[skey] = enc.store_value(value) if enc.bytes_store else value
+                    stored = self._load_raw(skey)
+                    if stored is not MISSING:
+                        found_map[skey] = stored
         except BaseException as exc:
             seconds = (_perf() - start) / len(leads)
             err: BaseException = (
@@ -544,7 +558,7 @@ class WriteThroughCache:
         key = flight.key
         start = _perf()
         try:
-            found, value, weight = self._load(skey)
+            found, value, weight = self._load(key, skey)
         except BaseException as exc:
             err: BaseException = (
                 wrap_load_error(exc, key, self._store) if isinstance(exc, Exception) else exc
@@ -569,9 +583,7 @@ class WriteThroughCache:
                 gate.release()
                 core.release_gate(key)
         except BaseException as exc:
-            with core.lock:
-                signal = core._settle(flight, False, None, exc)
-            _wake(signal)
+            _wake(core.settle(flight, False, None, exc))
             raise
         _wake(core.settle(flight, True, value))
         return value
@@ -615,7 +627,7 @@ class WriteThroughCache:
         if key in core.data and (core.ttl is None or core.expires.get(key, 0.0) > time.monotonic()):
             return True
         try:
-            found, _, _ = self._load(skey)
+            found, _, _ = self._load(key, skey)
         except Exception as exc:
             err = wrap_load_error(exc, key, self._store)
             if err is exc:

@@ -83,6 +83,8 @@ class BufferedHitsPolicy:
 
     def drain(self) -> None:
         hits = self._hits
+        if not hits:
+            return
         popleft = hits.popleft
         on_hit = self.on_hit
         for _ in range(len(hits)):
