@@ -102,35 +102,49 @@ class Core(Generic[_Gate]):
     # ------------------------------------------------------------ entries
 
     def install(self, key: Key, value: Any, weight: int) -> None:
-        """Hold ``key`` -> ``value`` and evict until within bounds. Caller holds the lock."""
+        """Hold ``key`` -> ``value`` within bounds. Caller holds the lock.
+
+        Room is made *before* the entry goes in, so lock-free readers never see
+        more than ``capacity`` entries (or ``max_bytes``), not even for an instant.
+        """
         data = self.data
         policy = self.policy
         max_bytes = self.max_bytes
-        if key in data:
-            policy.on_update(key, weight)
-        else:
-            if len(data) >= self.capacity or max_bytes is not None:
-                policy.drain()  # recency of past hits first, so the new entry is the newest
+        policy.drain()  # past hits first, in order, so the new entry is the newest
+        new = key not in data
+        if new:
             policy.on_insert(key, weight)
+        else:
+            policy.on_update(key, weight)
         if max_bytes is not None:
             self.total_weight += weight - self.weights.get(key, 0)
             self.weights[key] = weight
+        if (
+            len(data) + new > self.capacity
+            or (max_bytes is not None and self.total_weight > max_bytes)
+        ) and not self._make_room(key, new):
+            return
         if self.ttl is not None:
             self.expires[key] = time.monotonic() + self.ttl
         data[key] = value
-        if len(data) > self.capacity or (max_bytes is not None and self.total_weight > max_bytes):
-            self._evict_to_bounds()
 
-    def _evict_to_bounds(self) -> None:
+    def _make_room(self, key: Key, new: bool) -> bool:
+        """Evict until ``key`` fits; False if the policy evicted ``key`` itself."""
         data = self.data
         policy = self.policy
         max_bytes = self.max_bytes
-        while data and (
-            len(data) > self.capacity or (max_bytes is not None and self.total_weight > max_bytes)
+        while len(data) + (new and key not in data) > self.capacity or (
+            max_bytes is not None and self.total_weight > max_bytes
         ):
             victim = policy.victim()
-            self._forget(victim)
             self.evictions.incr()
+            if victim == key:  # admission refused, or the overwritten entry itself
+                self.total_weight -= self.weights.pop(key, 0)
+                self.expires.pop(key, None)
+                data.pop(key, None)
+                return False
+            self._forget(victim)
+        return True
 
     def _forget(self, key: Key) -> bool:
         """Drop ``key`` from memory (not from the policy). Caller holds the lock."""
