@@ -45,6 +45,11 @@ class Encoding:
     def store_key(self, key: Hashable) -> Any:
         """The key as the store sees it; raises ``CodecError`` for unsupported keys."""
         if self.bytes_store:
+            if type(key) is str:  # the common key, inlined (lone surrogates fall through)
+                try:
+                    return b"s" + key.encode()
+                except UnicodeEncodeError:
+                    pass
             return encode_key(key)
         if type(key) not in _SIMPLE_KEYS:
             encode_key(key)  # validates tuples and refuses floats, objects, ...

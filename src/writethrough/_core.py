@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Sized
 from typing import Any, Generic, TypeVar
 
 from .errors import ReentrantCompute
@@ -70,6 +70,8 @@ class Core(Generic[_Gate]):
         self.capacity = capacity
         self.max_bytes = max_bytes
         self.policy = policy
+        # the policy's lock-free hit buffer, when it has one: drained only when non-empty
+        self._hit_buffer: Sized | None = getattr(policy, "hit_buffer", None)
         self.ttl = ttl
         self.lock = threading.Lock()
         self.data: dict[Key, Any] = {}
@@ -109,21 +111,34 @@ class Core(Generic[_Gate]):
         """
         data = self.data
         policy = self.policy
-        max_bytes = self.max_bytes
-        policy.drain()  # past hits first, in order, so the new entry is the newest
+        buffer = self._hit_buffer
+        if buffer is None or buffer:
+            policy.drain()  # past hits first, in order, so the new entry is the newest
         new = key not in data
         if new:
             policy.on_insert(key, weight)
         else:
             policy.on_update(key, weight)
-        if max_bytes is not None:
+        max_bytes = self.max_bytes
+        if max_bytes is None:
+            if new and len(data) >= self.capacity:
+                # the common case, inlined: one newcomer, one victim
+                victim = policy.victim()
+                self.evictions.incr()
+                if victim == key:  # admission refused
+                    return
+                data.pop(victim, None)
+                if self.ttl is not None:
+                    self.expires.pop(victim, None)
+                if len(data) >= self.capacity and not self._make_room(key, new):
+                    return
+        else:
             self.total_weight += weight - self.weights.get(key, 0)
             self.weights[key] = weight
-        if (
-            len(data) + new > self.capacity
-            or (max_bytes is not None and self.total_weight > max_bytes)
-        ) and not self._make_room(key, new):
-            return
+            if (
+                len(data) + new > self.capacity or self.total_weight > max_bytes
+            ) and not self._make_room(key, new):
+                return
         if self.ttl is not None:
             self.expires[key] = time.monotonic() + self.ttl
         data[key] = value

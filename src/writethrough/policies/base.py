@@ -67,6 +67,8 @@ class BufferedHitsPolicy:
         self.capacity = 0
         self.max_bytes: int | None = None
         self._hits: deque[Hashable] = deque(maxlen=HIT_BUFFER_SIZE)
+        #: read by the cache: drain() is only called when this is non-empty
+        self.hit_buffer = self._hits
 
     def bind(self, capacity: int, max_bytes: int | None) -> None:
         if self._bound:
