@@ -7,6 +7,8 @@ than the last completed write. See ``docs/guarantees.md``.
 
 from __future__ import annotations
 
+from typing import Any
+
 from .cache import WriteThroughCache
 from .codecs import BytesCodec, Codec, JsonCodec, MsgpackCodec, PickleCodec, StrCodec
 from .errors import (
@@ -27,9 +29,29 @@ from .policies import Policy
 from .stats import CacheStats
 from .stores.base import BytesStore, Store
 from .stores.memory import MemoryStore
-from .url import URL, open, parse_url, register_scheme
 
 __version__ = "0.1.0"
+
+
+def open(url: str, **options: Any) -> WriteThroughCache:
+    """Open a cache over the store ``url`` names: ``wt.open("sqlite:///app.db")``.
+
+    Options as keywords or in the URL query (``?capacity=50000&policy=lru``);
+    see ``writethrough.url.open``. The URL machinery is imported on first use.
+    """
+    from .url import open as _open
+
+    return _open(url, **options)
+
+
+def __getattr__(name: str) -> Any:
+    # URL helpers are public but imported lazily (urllib and re cost import time).
+    if name in ("URL", "parse_url", "register_scheme"):
+        from . import url
+
+        return getattr(url, name)
+    raise AttributeError(f"module 'writethrough' has no attribute {name!r}")
+
 
 __all__ = [
     "URL",

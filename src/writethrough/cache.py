@@ -692,6 +692,7 @@ class WriteThroughCache:
                 return
             self._closed = True
             core.closed = True
+            core.installing = False  # a put or load finishing after this installs nothing
             core.drop_all()
         if self._close_store:
             close = getattr(self._store, "close", None)

@@ -10,15 +10,12 @@ reader (DESIGN rule 13).
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
-import pickle
 from typing import Any, Protocol, runtime_checkable
 
-import msgpack  # type: ignore[import-untyped]
-
 from .errors import CodecError, ConfigError
+
+# msgpack, json, pickle and hmac are imported by the codec that uses them, on
+# first use: ``import writethrough`` stays cheap (msgpack alone pulls in datetime).
 
 __all__ = [
     "BytesCodec",
@@ -133,7 +130,10 @@ class MsgpackCodec:
     name = "msgpack"
 
     def __init__(self) -> None:
+        import msgpack  # type: ignore[import-untyped]
+
         self._packb = msgpack.Packer(use_bin_type=True, strict_types=False).pack
+        self._unpackb = msgpack.unpackb
 
     def encode(self, value: Any) -> bytes:
         try:
@@ -147,7 +147,7 @@ class MsgpackCodec:
 
     def decode(self, data: bytes) -> Any:
         try:
-            return msgpack.unpackb(data, raw=False, strict_map_key=False)
+            return self._unpackb(data, raw=False, strict_map_key=False)
         except Exception as exc:  # msgpack raises several unrelated types on bad input
             raise CodecError(f"corrupt msgpack value ({len(data)} bytes)") from exc
 
@@ -157,15 +157,21 @@ class JsonCodec:
 
     name = "json"
 
+    def __init__(self) -> None:
+        import json
+
+        self._dumps = json.dumps
+        self._loads = json.loads
+
     def encode(self, value: Any) -> bytes:
         try:
-            return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+            return self._dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
         except (TypeError, ValueError) as exc:
             raise CodecError(f"json cannot encode {type(value).__name__}: {exc}") from exc
 
     def decode(self, data: bytes) -> Any:
         try:
-            return json.loads(data)
+            return self._loads(data)
         except (ValueError, UnicodeDecodeError) as exc:
             raise CodecError(f"corrupt json value ({len(data)} bytes)") from exc
 
@@ -225,25 +231,32 @@ class PickleCodec:
                 "(only for stores no other party can write): unpickling runs code"
             )
         self._secret = secret or None
+        import hashlib
+        import hmac
+        import pickle
+
+        self._pickle = pickle
+        self._hmac = hmac
+        self._sha256 = hashlib.sha256
 
     def encode(self, value: Any) -> bytes:
         try:
-            body = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+            body = self._pickle.dumps(value, protocol=self._pickle.HIGHEST_PROTOCOL)
         except Exception as exc:
             raise CodecError(f"pickle cannot encode {type(value).__name__}: {exc}") from exc
         if self._secret is None:
             return body
-        return hmac.new(self._secret, body, hashlib.sha256).digest() + body
+        return self._hmac.new(self._secret, body, self._sha256).digest() + body
 
     def decode(self, data: bytes) -> Any:
         body = data
         if self._secret is not None:
             tag, body = data[: self._TAG], data[self._TAG :]
-            expected = hmac.new(self._secret, body, hashlib.sha256).digest()
-            if len(tag) != self._TAG or not hmac.compare_digest(tag, expected):
+            expected = self._hmac.new(self._secret, body, self._sha256).digest()
+            if len(tag) != self._TAG or not self._hmac.compare_digest(tag, expected):
                 raise CodecError("pickle value has a bad signature: refused without unpickling")
         try:
-            return pickle.loads(body)
+            return self._pickle.loads(body)
         except Exception as exc:
             raise CodecError(f"corrupt pickle value ({len(data)} bytes)") from exc
 

@@ -6,7 +6,6 @@ import itertools
 import sys
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, fields
 
 __all__ = ["CacheStats", "Counter", "gil_enabled"]
 
@@ -55,27 +54,99 @@ class Counter:
         return self._value
 
 
-@dataclass(frozen=True, slots=True)
+_FIELDS = (
+    "cache_hits",
+    "backing_store_hits",
+    "misses",
+    "writes",
+    "write_errors",
+    "evictions",
+    "invalidations",
+    "load_errors",
+    "loads_coalesced",
+    "load_time",
+    "write_time",
+)
+
+
 class CacheStats:
-    """A snapshot of a cache's statistics; the seed's fields first.
+    """A frozen snapshot of a cache's statistics; the seed's fields first.
 
     Every ``get`` counts exactly once as ``cache_hits``, ``backing_store_hits``,
     ``misses`` or ``load_errors``; ``requests`` is their sum. ``loads_coalesced``
     counts callers that waited for another caller's load. Times are cumulative
-    seconds spent in store calls.
+    seconds spent in store calls. (A hand-written value class rather than a
+    dataclass: ``dataclasses`` imports ``inspect`` and would double the cost of
+    ``import writethrough``.)
     """
 
-    cache_hits: int = 0
-    backing_store_hits: int = 0
-    misses: int = 0
-    writes: int = 0
-    write_errors: int = 0
-    evictions: int = 0
-    invalidations: int = 0
-    load_errors: int = 0
-    loads_coalesced: int = 0
-    load_time: float = 0.0
-    write_time: float = 0.0
+    __slots__ = _FIELDS
+
+    cache_hits: int
+    backing_store_hits: int
+    misses: int
+    writes: int
+    write_errors: int
+    evictions: int
+    invalidations: int
+    load_errors: int
+    loads_coalesced: int
+    load_time: float
+    write_time: float
+
+    def __init__(
+        self,
+        cache_hits: int = 0,
+        backing_store_hits: int = 0,
+        misses: int = 0,
+        writes: int = 0,
+        write_errors: int = 0,
+        evictions: int = 0,
+        invalidations: int = 0,
+        load_errors: int = 0,
+        loads_coalesced: int = 0,
+        load_time: float = 0.0,
+        write_time: float = 0.0,
+    ) -> None:
+        values = (
+            cache_hits,
+            backing_store_hits,
+            misses,
+            writes,
+            write_errors,
+            evictions,
+            invalidations,
+            load_errors,
+            loads_coalesced,
+            load_time,
+            write_time,
+        )
+        for name, value in zip(_FIELDS, values, strict=True):
+            object.__setattr__(self, name, value)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"CacheStats is frozen: cannot set {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"CacheStats is frozen: cannot delete {name!r}")
+
+    def _values(self) -> tuple[int | float, ...]:
+        return tuple(getattr(self, name) for name in _FIELDS)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, CacheStats):
+            return NotImplemented
+        return self._values() == other._values()
+
+    def __hash__(self) -> int:
+        return hash(self._values())
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{name}={getattr(self, name)!r}" for name in _FIELDS)
+        return f"CacheStats({inner})"
+
+    def __reduce__(self) -> tuple[type[CacheStats], tuple[int | float, ...]]:
+        return CacheStats, self._values()
 
     @property
     def requests(self) -> int:
@@ -88,9 +159,14 @@ class CacheStats:
         requests = self.requests
         return self.cache_hits / requests if requests else 0.0
 
+    def since(self, earlier: CacheStats) -> CacheStats:
+        """The activity between ``earlier`` and this snapshot (field by field)."""
+        diff = [a - b for a, b in zip(self._values(), earlier._values(), strict=True)]
+        return CacheStats(*diff)  # type: ignore[arg-type]
+
     def as_dict(self) -> dict[str, float | int]:
         """All fields and derived figures, for JSON output."""
-        out: dict[str, float | int] = {f.name: getattr(self, f.name) for f in fields(self)}
+        out: dict[str, float | int] = {name: getattr(self, name) for name in _FIELDS}
         out["requests"] = self.requests
         out["hit_ratio"] = self.hit_ratio
         return out

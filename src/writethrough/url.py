@@ -181,8 +181,8 @@ _CACHE_OPTIONS: dict[str, Callable[[str, str], Any]] = {
 def open(url: str, **options: Any) -> WriteThroughCache:
     """Open a cache over the store ``url`` names; options as keywords or in the query.
 
-    ``wt.open("sqlite:///app.db?capacity=50000")``. Keyword options win over the
-    query. Store options (``table``, ``synchronous``, ...) go to the store; the rest
+    ``wt.open("sqlite:///app.db?capacity=50000")``. An option given both ways must
+    agree. Store options (``table``, ``synchronous``, ...) go to the store; the rest
     to ``WriteThroughCache``. An unknown option or scheme raises ``ConfigError``.
     """
     parsed = parse_url(url)
@@ -191,7 +191,13 @@ def open(url: str, **options: Any) -> WriteThroughCache:
     for name, text in parsed.query.items():
         convert = _CACHE_OPTIONS.get(name)
         merged[name] = convert(name, text) if convert is not None else text
-    merged.update(options)
+    for name, value in options.items():
+        if name in merged and merged[name] != value:
+            raise ConfigError(
+                f"option {name!r} is given twice with different values: {merged[name]!r} in the "
+                f"URL query and {value!r} as a keyword; give it once"
+            )
+        merged[name] = value
     store_options = {k: v for k, v in merged.items() if k not in _CACHE_OPTIONS}
     cache_options = {k: v for k, v in merged.items() if k in _CACHE_OPTIONS}
     store = factory(parsed, store_options)
