@@ -123,6 +123,11 @@ class SQLiteStore(BytesStore):
         self._local = threading.local()
         self._conns: weakref.WeakSet[_Connection] = weakref.WeakSet()
         self._lock = threading.Lock()
+        # SQLite has one writer per file. Threads of this process queue here, in
+        # order, instead of in SQLite's busy handler, which sleeps and retries
+        # (measured: put p99 4.5 ms and worst 1.1 s with 4 threads without it).
+        # Other processes still meet the busy timeout.
+        self._write_lock = threading.Lock()
         _LIVE_STORES.add(self)
         try:
             self._init_database()
@@ -262,7 +267,8 @@ class SQLiteStore(BytesStore):
         except AttributeError:
             conn = self._connection()
         try:
-            conn.execute(self._sql_store, (key, value))
+            with self._write_lock:
+                conn.execute(self._sql_store, (key, value))
         except sqlite3.Error as exc:
             raise self._error(exc, "store", write=True) from exc
 
@@ -272,7 +278,8 @@ class SQLiteStore(BytesStore):
         except AttributeError:
             conn = self._connection()
         try:
-            return conn.execute(self._sql_remove, (key,)).rowcount > 0
+            with self._write_lock:
+                return conn.execute(self._sql_remove, (key,)).rowcount > 0
         except sqlite3.Error as exc:
             raise self._error(exc, "remove", write=True) from exc
 
@@ -307,13 +314,14 @@ class SQLiteStore(BytesStore):
         if not items:
             return
         try:
-            conn.execute("BEGIN IMMEDIATE")  # take the write lock now: no deadlock on upgrade
-            try:
-                conn.executemany(self._sql_store, items)
-                conn.execute("COMMIT")
-            except BaseException:
-                self._rollback(conn)
-                raise
+            with self._write_lock:
+                conn.execute("BEGIN IMMEDIATE")  # take the write lock now: no upgrade deadlock
+                try:
+                    conn.executemany(self._sql_store, items)
+                    conn.execute("COMMIT")
+                except BaseException:
+                    self._rollback(conn)
+                    raise
         except sqlite3.Error as exc:
             keys = [_key_of(item) for item in items]
             raise self._batch_error(exc, "store_many", keys) from exc
@@ -329,21 +337,22 @@ class SQLiteStore(BytesStore):
             return []
         removed: set[bytes] = set()
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                for i in range(0, len(keys), _CHUNK):
-                    chunk = keys[i : i + _CHUNK]
-                    if self._use_returning:
-                        sql = self._sql_in("DELETE", len(chunk)) + " RETURNING key"
-                        removed.update(row[0] for row in conn.execute(sql, chunk))
-                    else:
-                        sql = self._sql_in("SELECT key", len(chunk))
-                        removed.update(row[0] for row in conn.execute(sql, chunk))
-                        conn.execute(self._sql_in("DELETE", len(chunk)), chunk)
-                conn.execute("COMMIT")
-            except BaseException:
-                self._rollback(conn)
-                raise
+            with self._write_lock:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    for i in range(0, len(keys), _CHUNK):
+                        chunk = keys[i : i + _CHUNK]
+                        if self._use_returning:
+                            sql = self._sql_in("DELETE", len(chunk)) + " RETURNING key"
+                            removed.update(row[0] for row in conn.execute(sql, chunk))
+                        else:
+                            sql = self._sql_in("SELECT key", len(chunk))
+                            removed.update(row[0] for row in conn.execute(sql, chunk))
+                            conn.execute(self._sql_in("DELETE", len(chunk)), chunk)
+                    conn.execute("COMMIT")
+                except BaseException:
+                    self._rollback(conn)
+                    raise
         except sqlite3.Error as exc:
             raise self._batch_error(exc, "remove_many", keys) from exc
         existed: list[bool] = []
