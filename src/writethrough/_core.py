@@ -99,6 +99,8 @@ class Core(Generic[_Gate]):
         self.coalesced = Counter()
         self.load_time = 0.0
         self.write_time = 0.0
+        self._count_store_hit = self.store_hits.incr
+        self._count_miss = self.misses.incr
         policy.bind(capacity, max_bytes)
 
     # ------------------------------------------------------------ entries
@@ -289,22 +291,20 @@ class Core(Generic[_Gate]):
         self.lock.acquire()
         try:
             self.load_time += seconds
+            key = flight.key
+            if flight.stale:  # detached already by the write or flush that made it stale
+                fresh = False
+            else:  # a flight that is not stale is the one registered for its key
+                del self.flights[key]
+                fresh = flight.epoch == self.epoch and self.installing
             if flight.compute:  # the value (or its absence) came from the store
                 flight.compute = False
             if found:
-                self.store_hits.incr()
-                if (
-                    not flight.stale
-                    and flight.epoch == self.epoch
-                    and self.installing
-                    and (self.max_bytes is None or weight <= self.max_bytes)
-                ):
-                    self.install(flight.key, value, weight)
+                self._count_store_hit()
+                if fresh and (self.max_bytes is None or weight <= self.max_bytes):
+                    self.install(key, value, weight)
             else:
-                self.misses.incr()
-            key = flight.key
-            if self.flights.get(key) is flight:
-                del self.flights[key]
+                self._count_miss()
             signal = flight.signal
             if signal is not None:
                 flight.found = found
@@ -332,8 +332,9 @@ class Core(Generic[_Gate]):
         flight.found = found
         flight.value = value
         flight.error = error
-        if self.flights.get(flight.key) is flight:
+        if not flight.stale:  # still the registered flight of its key
             del self.flights[flight.key]
+            flight.stale = True  # settled: a later write has nothing to detach
         return flight.signal
 
     def note_absent(self, flight: Flight, seconds: float) -> None:

@@ -107,6 +107,8 @@ class WriteThroughCache:
         self._store_many = getattr(store, "store_many", None)
         self._remove_many = getattr(store, "remove_many", None)
         self._store_key = self._enc.store_key
+        self._decode = value_codec.decode if wants_bytes else None
+        self._weighs = max_b is not None
         self.__dict__["get"] = self._make_get()
 
     # ------------------------------------------------------------ the hit path
@@ -226,9 +228,9 @@ class WriteThroughCache:
                 stored = self._store.load(skey)
                 found = stored is not None
             if found:
-                enc = self._enc
-                value = enc.decode(stored)
-                weight = enc.weigh(flight.key, value, skey, stored) if enc.max_bytes else 0
+                decode = self._decode
+                value = stored if decode is None else decode(stored)
+                weight = self._enc.weigh(flight.key, value, skey, stored) if self._weighs else 0
             else:
                 value, weight = None, 0
         except Exception as exc:
