@@ -10,3 +10,10 @@ def test_put_then_get_is_a_hit_and_stored() -> None:
     assert store.load("k") == b"v"
     assert cache.get("k") == b"v"
     assert cache.stats().cache_hits == 1
+
+
+def test_sqlite_store_is_a_public_name(tmp_path: object) -> None:
+    from writethrough.stores.sqlite import SQLiteStore
+
+    assert wt.SQLiteStore is SQLiteStore
+    assert "SQLiteStore" in wt.__all__

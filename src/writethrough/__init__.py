@@ -7,7 +7,7 @@ than the last completed write. See ``docs/guarantees.md``.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .cache import WriteThroughCache
 from .codecs import BytesCodec, Codec, JsonCodec, MsgpackCodec, PickleCodec, StrCodec
@@ -30,6 +30,10 @@ from .stats import CacheStats
 from .stores.base import BytesStore, Store
 from .stores.memory import MemoryStore
 
+if TYPE_CHECKING:  # the lazily imported public names, for type checkers
+    from .stores.sqlite import SQLiteStore
+    from .url import URL, parse_url, register_scheme
+
 __version__ = "0.1.0"
 
 
@@ -45,11 +49,15 @@ def open(url: str, **options: Any) -> WriteThroughCache:
 
 
 def __getattr__(name: str) -> Any:
-    # URL helpers are public but imported lazily (urllib and re cost import time).
+    # URL helpers and SQLiteStore are public but imported lazily (import time).
     if name in ("URL", "parse_url", "register_scheme"):
         from . import url
 
         return getattr(url, name)
+    if name == "SQLiteStore":  # sqlite3 is imported only by those who use it
+        from .stores.sqlite import SQLiteStore
+
+        return SQLiteStore
     raise AttributeError(f"module 'writethrough' has no attribute {name!r}")
 
 
@@ -71,6 +79,7 @@ __all__ = [
     "PickleCodec",
     "Policy",
     "ReentrantCompute",
+    "SQLiteStore",
     "Store",
     "StoreError",
     "StoreFull",

@@ -7,14 +7,11 @@ from collections.abc import Hashable
 
 from .base import BufferedHitsPolicy
 
-__all__ = ["FIFOPolicy"]
+__all__ = ["FIFOPolicy", "OrderedPolicy"]
 
 
-class FIFOPolicy(BufferedHitsPolicy):
-    """O(1) FIFO: an ordered dict instead of the seed's ``Vec::remove(0)``. Hits cost nothing."""
-
-    name = "fifo"
-    records_hits = False
+class OrderedPolicy(BufferedHitsPolicy):
+    """Keys in one ordered dict; the victim is the front. Subclasses say what moves a key."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -34,3 +31,11 @@ class FIFOPolicy(BufferedHitsPolicy):
 
     def clear(self) -> None:
         self._order.clear()
+        self._hits.clear()
+
+
+class FIFOPolicy(OrderedPolicy):
+    """O(1) FIFO: an ordered dict instead of the seed's ``Vec::remove(0)``. Hits cost nothing."""
+
+    name = "fifo"
+    records_hits = False
