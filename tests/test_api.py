@@ -298,3 +298,14 @@ def test_ttl_bounds_staleness(flaky: FlakyStore) -> None:
 def test_bad_ttl_is_a_config_error(ttl: Any) -> None:
     with pytest.raises(wt.ConfigError, match="ttl"):
         wt.WriteThroughCache(wt.MemoryStore(), ttl=ttl)
+
+
+def test_an_empty_cache_is_truthy_and_not_iterable() -> None:
+    store = wt.MemoryStore()
+    store.store(0, "zero")
+    cache = wt.WriteThroughCache(store, capacity=4)
+    assert len(cache) == 0
+    assert cache  # `cache or default` must not replace an empty cache
+    with pytest.raises(TypeError):
+        iter(cache)  # never probes cache[0], cache[1], ... against the store
+    assert store.read_count == 0

@@ -270,14 +270,8 @@ class WriteThroughCache:
         """
         skey = self._prepare_key(key)
         svalue, weight = self._prepare_value(key, value, skey)
-        core = self._core
-        gate = core.acquire_gate(key)
-        gate.acquire()
-        try:
+        with self._gates([key], [skey]):
             self._write_locked(key, skey, value, svalue, weight)
-        finally:
-            gate.release()
-            core.release_gate(key)
 
     def _prepare_value(self, key: Hashable, value: Any, skey: Any) -> tuple[Any, int]:
         enc = self._enc
@@ -314,9 +308,7 @@ class WriteThroughCache:
         """
         skey = self._prepare_key(key)
         core = self._core
-        gate = core.acquire_gate(key)
-        gate.acquire()
-        try:
+        with self._gates([key], [skey]):
             start = _perf()
             try:
                 existed = bool(self._store.remove(skey))
@@ -329,9 +321,6 @@ class WriteThroughCache:
                     raise
                 raise err from exc
             held = core.finish_remove(key, _perf() - start)
-        finally:
-            gate.release()
-            core.release_gate(key)
         return existed or held
 
     # ------------------------------------------------------------ batches
@@ -581,14 +570,9 @@ class WriteThroughCache:
         try:
             value = fn(key)
             svalue, weight = self._prepare_value(key, value, skey)
-            gate = core.acquire_gate(key)
-            gate.acquire()
-            try:
+            with self._gates([key], [skey]):
                 if not flight.stale:
                     self._write_locked(key, skey, value, svalue, weight)
-            finally:
-                gate.release()
-                core.release_gate(key)
         except BaseException as exc:
             _wake(core.settle(flight, False, None, exc))
             raise
@@ -645,6 +629,14 @@ class WriteThroughCache:
     def __len__(self) -> int:
         """Entries held in memory now (the seed's ``cache_len``)."""
         return len(self._core.data)
+
+    def __bool__(self) -> bool:
+        """Always true: an empty cache is still a cache (``len()`` is what it holds)."""
+        return True
+
+    # Not iterable: with __getitem__ alone, iter() would probe cache[0], cache[1], ...
+    # against the store. Use get_many() with the keys you mean.
+    __iter__ = None
 
     # ------------------------------------------------------------ introspection
 
@@ -741,13 +733,15 @@ class _Gates:
     def __init__(
         self, core: Core[threading.Lock], keys: list[Hashable], skeys: list[Any], by_skey: bool
     ) -> None:
-        pairs = list(zip(keys, skeys, strict=True))
-        if by_skey:
-            pairs.sort(key=lambda p: p[1])
-        else:
-            pairs.sort(key=lambda p: encode_key(p[0]))
+        if len(keys) > 1:
+            pairs = list(zip(keys, skeys, strict=True))
+            if by_skey:
+                pairs.sort(key=lambda p: p[1])
+            else:
+                pairs.sort(key=lambda p: encode_key(p[0]))
+            keys = [k for k, _ in pairs]
         self._core = core
-        self._keys = [k for k, _ in pairs]
+        self._keys = keys
         self._held: list[tuple[Hashable, threading.Lock]] = []
         self._locked = 0
 

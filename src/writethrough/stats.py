@@ -40,12 +40,6 @@ class Counter:
         with self._lock:
             self._value += 1
 
-    def add(self, n: int) -> None:
-        """Count ``n`` events at once (batch paths)."""
-        incr = self.incr
-        for _ in range(n):
-            incr()
-
     @property
     def value(self) -> int:
         if hasattr(self, "_count"):
