@@ -356,3 +356,53 @@ def test_close_during_a_put_leaves_nothing_held() -> None:
     assert out[0] is None or isinstance(out[0], wt.WriteThroughError), out
     assert store.data == {"k": "v"}  # the write itself went through
     assert len(cache) == 0, "a closed cache still holds an entry"
+
+
+class _RendezvousStore(wt.MemoryStore):
+    """load_many waits until two callers are inside it at once, so each holds its
+    own keys in flight while the other's get_many joins them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inside = threading.Barrier(2, timeout=WAIT)
+
+    def load_many(self, keys: Iterable[Hashable]) -> dict[Hashable, Any]:
+        self.inside.wait()
+        return super().load_many(keys)
+
+
+@pytest.mark.timeout(30)
+def test_crossing_get_many_calls_are_not_a_cycle() -> None:
+    """A leads k1 and waits for k2; B leads k2 and waits for k1. Each loads its own
+    keys before it waits, so neither may be refused as a deadlock, and none occurs."""
+    store = _RendezvousStore()
+    store.store("k1", 1)
+    store.store("k2", 2)
+    cache = wt.WriteThroughCache(store, capacity=8)
+    order = threading.Barrier(2, timeout=WAIT)
+    results: dict[str, Any] = {}
+
+    def a() -> None:
+        results["a"] = cache.get_many(["k1", "k2"])
+
+    def b() -> None:
+        results["b"] = cache.get_many(["k2", "k1"])
+
+    # Start them so each registers its first key before the other reaches it.
+    original = cache._core.start_load
+
+    def paced(key: Hashable, compute: bool = False) -> Any:
+        out = original(key, compute)
+        if key in ("k1", "k2") and out[1]:  # a leader: let the other lead its key too
+            order.wait()
+        return out
+
+    cache._core.start_load = paced  # type: ignore[method-assign]
+    ta, out_a = _start(a)
+    tb, out_b = _start(b)
+    _join(ta)
+    _join(tb)
+    assert out_a == [None] and out_b == [None], (out_a, out_b)
+    assert results == {"a": {"k1": 1, "k2": 2}, "b": {"k2": 2, "k1": 1}}
+    s = cache.stats()
+    assert (s.backing_store_hits, s.loads_coalesced) == (4, 2)

@@ -46,6 +46,7 @@ class Flight:
     epoch: int  # the core's epoch when the load started; a flush bumps it
     compute = False  # the leader computes the value when the store has none
     stale = False  # a write or invalidation of the key completed during the load
+    done = False  # settled: the outcome is final
     signal: Any = None  # made for the first waiter (sync: Event; async: Future)
     # the outcome, written when a waiter exists to read it
     found = False
@@ -255,17 +256,21 @@ class Core(Generic[_Gate]):
             current = self.flights.setdefault(key, flight)
             if current is flight:  # the leader finished meanwhile: load anew
                 return flight, True, None
-            me = flight.owner
-            self._check_cycle(current, me)
+            if current.owner == flight.owner:
+                self._check_cycle(current, flight.owner)  # raises: our own flight
             if current.signal is None:
                 current.signal = self._new_signal()
-            self._waiting_on[me] = current
             return current, False, None
         finally:
             self.lock.release()
 
     def _check_cycle(self, flight: Flight, me: object) -> None:
-        """Refuse to wait on a flight that (transitively) waits on the caller."""
+        """Refuse to wait on a flight that (transitively) waits on the caller.
+
+        Only callers blocked right now count (``begin_wait``), and settled flights
+        are skipped: a ``get_many`` that will load its own keys before it waits
+        is not a cycle.
+        """
         owner: object = flight.owner
         seen = 0
         while True:
@@ -277,9 +282,22 @@ class Core(Generic[_Gate]):
                 )
             nxt = self._waiting_on.get(owner)
             seen += 1
-            if nxt is None or seen > 10_000:
+            if nxt is None or nxt.done or seen > 10_000:
                 return
             owner = nxt.owner
+
+    def begin_wait(self, flight: Flight) -> bool:
+        """The caller is about to block on ``flight``: False if it is settled already.
+
+        Raises ``ReentrantCompute`` instead of letting a cycle of waiters deadlock.
+        """
+        with self.lock:
+            if flight.done:
+                return False
+            me = self.owner_id()
+            self._check_cycle(flight, me)
+            self._waiting_on[me] = flight
+            return True
 
     def stop_waiting(self) -> None:
         """The caller is done waiting on a flight."""
@@ -307,6 +325,7 @@ class Core(Generic[_Gate]):
                     self.install(key, value, weight)
             else:
                 self._count_miss()
+            flight.done = True
             signal = flight.signal
             if signal is not None:
                 flight.found = found
@@ -334,6 +353,7 @@ class Core(Generic[_Gate]):
         flight.found = found
         flight.value = value
         flight.error = error
+        flight.done = True
         if self.flights.get(flight.key) is flight:
             del self.flights[flight.key]
         return flight.signal

@@ -209,50 +209,52 @@ class WriteThroughCache:
 
     def _load(self, key: Hashable, skey: Any) -> tuple[bool, Any, int]:
         """One store read: (found, decoded value, weight)."""
-        stored = self._load_raw(skey)
-        if stored is MISSING:
-            return False, None, 0
-        enc = self._enc
-        value = enc.decode(stored)
-        return True, value, (enc.weigh(key, value, skey, stored) if enc.max_bytes else 0)
+        lookup = self._lookup
+        if lookup is not None:
+            stored = lookup(skey, MISSING)
+            if stored is MISSING:
+                return False, None, 0
+        else:
+            stored = self._store.load(skey)
+            if stored is None:
+                return False, None, 0
+        decode = self._decode
+        value = stored if decode is None else decode(stored)
+        return True, value, (self._enc.weigh(key, value, skey, stored) if self._weighs else 0)
 
-    def _lead(self, flight: Flight, skey: Any) -> tuple[bool, Any]:
-        core = self._core
+    def _load_for(self, flight: Flight, skey: Any) -> tuple[bool, Any, int, float]:
+        """The leader's store read: (found, value, weight, seconds).
+
+        On failure every waiter of ``flight`` gets the error (wrapped in
+        ``StoreError`` unless already ours), nothing is cached, and it is raised.
+        """
         start = _perf()
         try:
-            lookup = self._lookup
-            if lookup is not None:
-                stored = lookup(skey, MISSING)
-                found = stored is not MISSING
-            else:
-                stored = self._store.load(skey)
-                found = stored is not None
-            if found:
-                decode = self._decode
-                value = stored if decode is None else decode(stored)
-                weight = self._enc.weigh(flight.key, value, skey, stored) if self._weighs else 0
-            else:
-                value, weight = None, 0
-        except Exception as exc:
-            err = wrap_load_error(exc, flight.key, self._store)
-            _wake(core.fail_load(flight, err, _perf() - start))
+            found, value, weight = self._load(flight.key, skey)
+        except BaseException as exc:
+            err: BaseException = (
+                wrap_load_error(exc, flight.key, self._store) if isinstance(exc, Exception) else exc
+            )
+            _wake(self._core.fail_load(flight, err, _perf() - start))
             if err is exc:
                 raise
             raise err from exc
-        except BaseException as exc:
-            _wake(core.fail_load(flight, exc, _perf() - start))
-            raise
-        signal = core.finish_load(flight, found, value, weight, _perf() - start)
+        return found, value, weight, _perf() - start
+
+    def _lead(self, flight: Flight, skey: Any) -> tuple[bool, Any]:
+        found, value, weight, seconds = self._load_for(flight, skey)
+        signal = self._core.finish_load(flight, found, value, weight, seconds)
         if signal is not None:
             signal.set()
         return found, value
 
     def _wait(self, flight: Flight, count: bool = True) -> tuple[bool, Any]:
         core = self._core
-        try:
-            flight.signal.wait()
-        finally:
-            core.stop_waiting()
+        if core.begin_wait(flight):
+            try:
+                flight.signal.wait()
+            finally:
+                core.stop_waiting()
         if count:
             core.count_waiter(flight)
         if flight.error is not None:
@@ -552,21 +554,11 @@ class WriteThroughCache:
     def _lead_compute(self, flight: Flight, skey: Any, fn: Callable[[Hashable], Any]) -> Any:
         core = self._core
         key = flight.key
-        start = _perf()
-        try:
-            found, value, weight = self._load(key, skey)
-        except BaseException as exc:
-            err: BaseException = (
-                wrap_load_error(exc, key, self._store) if isinstance(exc, Exception) else exc
-            )
-            _wake(core.fail_load(flight, err, _perf() - start))
-            if err is exc:
-                raise
-            raise err from exc
+        found, value, weight, seconds = self._load_for(flight, skey)
         if found:
-            _wake(core.finish_load(flight, True, value, weight, _perf() - start))
+            _wake(core.finish_load(flight, True, value, weight, seconds))
             return value
-        core.note_absent(flight, _perf() - start)
+        core.note_absent(flight, seconds)
         try:
             value = fn(key)
             svalue, weight = self._prepare_value(key, value, skey)
