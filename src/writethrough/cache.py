@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Hashable, Iterable, Mapping
-from typing import Any
+from typing import Any, NoReturn
 
 from ._backend import Encoding, Weigher, wrap_load_error, wrap_write_error
 from ._core import MISSING, Core, Flight
@@ -187,10 +187,18 @@ class WriteThroughCache:
         flight, leader, value = core.start_load(key)
         if flight is None:
             return value
-        if leader:
-            found, value = self._lead(flight, skey)
-        else:
+        if not leader:
             found, value = self._wait(flight)
+            return value if found else default
+        # the leader's load, inlined: this is the miss path of every get
+        start = _perf()
+        try:
+            found, value, weight = self._load(key, skey)
+        except BaseException as exc:
+            self._fail_flight(flight, exc, start)
+        signal = core.finish_load(flight, found, value, weight, _perf() - start)
+        if signal is not None:
+            signal.set()
         return value if found else default
 
     def _prepare_key(self, key: Hashable) -> Any:
@@ -223,30 +231,24 @@ class WriteThroughCache:
         return True, value, (self._enc.weigh(key, value, skey, stored) if self._weighs else 0)
 
     def _load_for(self, flight: Flight, skey: Any) -> tuple[bool, Any, int, float]:
-        """The leader's store read: (found, value, weight, seconds).
-
-        On failure every waiter of ``flight`` gets the error (wrapped in
-        ``StoreError`` unless already ours), nothing is cached, and it is raised.
-        """
+        """The leader's store read: (found, value, weight, seconds)."""
         start = _perf()
         try:
             found, value, weight = self._load(flight.key, skey)
         except BaseException as exc:
-            err: BaseException = (
-                wrap_load_error(exc, flight.key, self._store) if isinstance(exc, Exception) else exc
-            )
-            _wake(self._core.fail_load(flight, err, _perf() - start))
-            if err is exc:
-                raise
-            raise err from exc
+            self._fail_flight(flight, exc, start)
         return found, value, weight, _perf() - start
 
-    def _lead(self, flight: Flight, skey: Any) -> tuple[bool, Any]:
-        found, value, weight, seconds = self._load_for(flight, skey)
-        signal = self._core.finish_load(flight, found, value, weight, seconds)
-        if signal is not None:
-            signal.set()
-        return found, value
+    def _fail_flight(self, flight: Flight, exc: BaseException, start: float) -> NoReturn:
+        """A leader's load failed: every waiter gets the error (wrapped in ``StoreError``
+        unless already ours), nothing is cached, and the leader raises it too."""
+        err: BaseException = (
+            wrap_load_error(exc, flight.key, self._store) if isinstance(exc, Exception) else exc
+        )
+        _wake(self._core.fail_load(flight, err, _perf() - start))
+        if err is exc:
+            raise exc
+        raise err from exc
 
     def _wait(self, flight: Flight, count: bool = True) -> tuple[bool, Any]:
         core = self._core
