@@ -10,24 +10,23 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Hashable, Iterable, Mapping
+from collections.abc import Callable, Hashable
 from typing import Any, NoReturn
 
 from ._backend import Encoding, Weigher, wrap_load_error, wrap_write_error
+from ._batches import BatchOps, wake
 from ._core import MISSING, Core, Flight
-from .codecs import Codec, encode_key, get_codec
+from ._hitpath import make_get
+from .codecs import Codec, get_codec
 from .errors import (
-    BatchError,
     CacheClosed,
     CodecError,
     ConfigError,
     EntryTooLarge,
     KeyNotFound,
-    WriteThroughError,
 )
 from .policies import Policy, make_policy
 from .stats import CacheStats
-from .stores.base import run_batch_remove, run_batch_store
 
 __all__ = ["WriteThroughCache"]
 
@@ -44,7 +43,7 @@ def _check_int(name: str, value: object, *, allow_none: bool) -> int | None:
     return value
 
 
-class WriteThroughCache:
+class WriteThroughCache(BatchOps):
     """A bounded, thread-safe write-through cache in front of ``store``.
 
     ``capacity`` bounds the entries held in memory and ``max_bytes`` (optional)
@@ -109,64 +108,10 @@ class WriteThroughCache:
         self._store_key = self._enc.store_key
         self._decode = value_codec.decode if wants_bytes else None
         self._weighs = max_b is not None
-        self.__dict__["get"] = self._make_get()
+        # The hit path: a closure that shadows the ``get`` method on this instance.
+        self.__dict__["get"] = make_get(self._core, self._get_slow)
 
     # ------------------------------------------------------------ the hit path
-
-    def _make_get(self) -> Callable[[Hashable, Any], Any]:
-        """Build ``get`` as a closure over local names: a dict lookup, a count, a hit record.
-
-        ``data[key]`` under ``try`` rather than ``data.get``: a subscript is a
-        specialised opcode, a ``.get`` is a call (about 25 ns a hit here); the
-        exception on a miss costs less than the store read that follows.
-        Unhashable keys (TypeError) go to the slow path, which refuses them.
-        """
-        core = self._core
-        data = core.data
-        hit = core.hits.incr
-        touch = core.policy.hit_recorder()
-        slow = self._get_slow
-
-        if core.ttl is not None:
-            expires_get = core.expires.get
-            monotonic = time.monotonic
-
-            def get_ttl(key: Hashable, default: Any = None) -> Any:
-                try:
-                    value = data[key]
-                except (KeyError, TypeError):
-                    return slow(key, default)
-                if expires_get(key, 0.0) > monotonic():
-                    hit()
-                    if touch is not None:
-                        touch(key)
-                    return value
-                return slow(key, default)
-
-            return get_ttl
-
-        if touch is None:
-
-            def get_plain(key: Hashable, default: Any = None) -> Any:
-                try:
-                    value = data[key]
-                except (KeyError, TypeError):
-                    return slow(key, default)
-                hit()
-                return value
-
-            return get_plain
-
-        def get(key: Hashable, default: Any = None) -> Any:
-            try:
-                value = data[key]
-            except (KeyError, TypeError):
-                return slow(key, default)
-            hit()
-            touch(key)
-            return value
-
-        return get
 
     def get(self, key: Hashable, default: Any = None) -> Any:
         """The value for ``key``: from memory on a hit, else from the store (and kept).
@@ -174,7 +119,7 @@ class WriteThroughCache:
         Returns ``default`` when neither holds the key. Concurrent misses of one
         key share a single store load. Raises ``StoreError`` if the load fails.
         """
-        # Each instance replaces this method with the closure from _make_get().
+        # Each instance shadows this method with the closure from _hitpath.make_get().
         return self.__dict__["get"](key, default)
 
     def _get_slow(self, key: Hashable, default: Any) -> Any:
@@ -245,7 +190,7 @@ class WriteThroughCache:
         err: BaseException = (
             wrap_load_error(exc, flight.key, self._store) if isinstance(exc, Exception) else exc
         )
-        _wake(self._core.fail_load(flight, err, _perf() - start))
+        wake(self._core.fail_load(flight, err, _perf() - start))
         if err is exc:
             raise exc
         raise err from exc
@@ -327,199 +272,6 @@ class WriteThroughCache:
             held = core.finish_remove(key, _perf() - start)
         return existed or held
 
-    # ------------------------------------------------------------ batches
-
-    def get_many(self, keys: Iterable[Hashable]) -> dict[Hashable, Any]:
-        """The values of the keys found (in memory or the store); absent keys are left out.
-
-        Missing keys are loaded in one store round trip where the store can.
-        """
-        result: dict[Hashable, Any] = {}
-        leads: list[tuple[Hashable, Any, Flight]] = []
-        waits: list[tuple[Hashable, Flight]] = []
-        core = self._core
-        data_get = core.data.get
-        touch = core.policy.hit_recorder()
-        ttl = core.ttl
-        for key, skey in self._check_keys(keys):
-            value = data_get(key, MISSING)
-            if value is not MISSING and (
-                ttl is None or core.expires.get(key, 0.0) > time.monotonic()
-            ):
-                core.hits.incr()
-                if touch is not None:
-                    touch(key)
-                result[key] = value
-                continue
-            if ttl is not None:
-                core.expire(key)
-            flight, leader, value = core.start_load(key)
-            if flight is None:
-                result[key] = value
-            elif leader:
-                leads.append((key, skey, flight))
-            else:
-                waits.append((key, flight))
-        first_error: BaseException | None = None
-        if leads:
-            first_error = self._lead_many(leads, result)
-        for key, flight in waits:
-            try:
-                found, value = self._wait(flight)
-            except BaseException as exc:
-                first_error = first_error or exc
-                continue
-            if found:
-                result[key] = value
-        if first_error is not None:
-            raise first_error
-        return result
-
-    def _check_keys(self, keys: Iterable[Hashable]) -> list[tuple[Hashable, Any]]:
-        """Distinct keys in order, each with its store key; refuses bad keys before any I/O."""
-        if self._closed:
-            raise CacheClosed("the cache is closed")
-        if isinstance(keys, str | bytes):
-            raise ConfigError("pass an iterable of keys, not a single str or bytes key")
-        checked = [(key, self._prepare_key(key)) for key in keys]
-        return list(dict(checked).items())  # distinct, first-seen order
-
-    def _lead_many(
-        self, leads: list[tuple[Hashable, Any, Flight]], result: dict[Hashable, Any]
-    ) -> BaseException | None:
-        core = self._core
-        enc = self._enc
-        start = _perf()
-        try:
-            if self._load_many is not None:
-                found_map = self._load_many([skey for _, skey, _ in leads])
-            else:
-                found_map = {}
-                for _, skey, _ in leads:
-                    stored = self._load_raw(skey)
-                    if stored is not MISSING:
-                        found_map[skey] = stored
-        except BaseException as exc:
-            seconds = (_perf() - start) / len(leads)
-            err: BaseException = (
-                wrap_load_error(exc, leads[0][0], self._store)
-                if isinstance(exc, Exception)
-                else exc
-            )
-            for _, _, flight in leads:
-                _wake(core.fail_load(flight, err, seconds))
-            return err
-        seconds = (_perf() - start) / len(leads)
-        first_error: BaseException | None = None
-        for key, skey, flight in leads:
-            stored = found_map.get(skey, MISSING)
-            if stored is MISSING:
-                _wake(core.finish_load(flight, False, None, 0, seconds))
-                continue
-            try:
-                value = enc.decode(stored)
-                weight = enc.weigh(key, value, skey, stored) if enc.max_bytes else 0
-            except WriteThroughError as exc:
-                _wake(core.fail_load(flight, exc, seconds))
-                first_error = first_error or exc
-                continue
-            _wake(core.finish_load(flight, True, value, weight, seconds))
-            result[key] = value
-        return first_error
-
-    def put_many(self, mapping: Mapping[Hashable, Any]) -> None:
-        """Write every pair through, in one store round trip / transaction where possible.
-
-        If the store fails part-way, exactly the keys it accepted are applied and
-        ``BatchError`` names each failed key (``.failed``) and the rest (``.succeeded``).
-        """
-        if not isinstance(mapping, Mapping):
-            raise ConfigError(
-                f"put_many takes a mapping of key -> value, got {type(mapping).__name__}"
-            )
-        if self._closed:
-            raise CacheClosed("the cache is closed")
-        prepared: list[tuple[Hashable, Any, Any, Any, int]] = []
-        for key, value in mapping.items():
-            skey = self._prepare_key(key)
-            svalue, weight = self._prepare_value(key, value, skey)
-            prepared.append((key, skey, value, svalue, weight))
-        if not prepared:
-            return
-        with self._gates([p[0] for p in prepared], [p[1] for p in prepared]):
-            self._put_many_locked(prepared)
-
-    def _put_many_locked(self, prepared: list[tuple[Hashable, Any, Any, Any, int]]) -> None:
-        core = self._core
-        by_skey = {p[1]: p for p in prepared}
-        pairs = [(p[1], p[3]) for p in prepared]
-        start = _perf()
-        try:
-            if self._store_many is not None:
-                self._store_many(pairs)
-            else:
-                run_batch_store(self._store, pairs)
-        except BaseException as exc:
-            core.add_write_time(_perf() - start)
-            failed, succeeded = _split_batch(exc, list(by_skey))
-            for skey in succeeded:
-                key, _, value, _, weight = by_skey[skey]
-                core.finish_write(key, value, weight, 0.0)
-            for skey in failed:
-                core.fail_write(by_skey[skey][0], 0.0)
-            if not isinstance(exc, Exception):
-                raise
-            raise BatchError(
-                f"{len(failed)} of {len(prepared)} writes failed: {exc}",
-                {by_skey[s][0]: e for s, e in failed.items()},
-                [by_skey[s][0] for s in succeeded],
-            ) from exc
-        core.add_write_time(_perf() - start)
-        for key, _, value, _, weight in prepared:
-            core.finish_write(key, value, weight, 0.0)
-
-    def invalidate_many(self, keys: Iterable[Hashable]) -> int:
-        """Invalidate every key; the number that were in memory or in the store.
-
-        Every key is dropped from memory even when its store removal failed
-        (then ``BatchError`` names the failed keys).
-        """
-        checked = self._check_keys(keys)
-        if not checked:
-            return 0
-        listed = [k for k, _ in checked]
-        skeys = [s for _, s in checked]
-        core = self._core
-        with self._gates(listed, skeys):
-            start = _perf()
-            try:
-                if self._remove_many is not None:
-                    existed = list(self._remove_many(skeys))
-                else:
-                    existed = run_batch_remove(self._store, skeys)
-            except BaseException as exc:
-                core.add_write_time(_perf() - start)
-                failed, succeeded = _split_batch(exc, skeys)
-                key_of = dict(zip(skeys, listed, strict=True))
-                for skey in skeys:
-                    core.finish_remove(key_of[skey], 0.0, ok=skey not in failed)
-                if not isinstance(exc, Exception):
-                    raise
-                raise BatchError(
-                    f"{len(failed)} of {len(listed)} removals failed: {exc}",
-                    {key_of[s]: e for s, e in failed.items()},
-                    [key_of[s] for s in succeeded],
-                ) from exc
-            core.add_write_time(_perf() - start)
-            count = 0
-            for key, was_stored in zip(listed, existed, strict=True):
-                held = core.finish_remove(key, 0.0)
-                count += bool(was_stored) or held
-        return count
-
-    def _gates(self, keys: list[Hashable], skeys: list[Any]) -> _Gates:
-        return _Gates(self._core, keys, skeys, self._enc.bytes_store)
-
     # ------------------------------------------------------------ compute
 
     def get_or_compute(self, key: Hashable, fn: Callable[[Hashable], Any]) -> Any:
@@ -558,7 +310,7 @@ class WriteThroughCache:
         key = flight.key
         found, value, weight, seconds = self._load_for(flight, skey)
         if found:
-            _wake(core.finish_load(flight, True, value, weight, seconds))
+            wake(core.finish_load(flight, True, value, weight, seconds))
             return value
         core.note_absent(flight, seconds)
         try:
@@ -568,9 +320,9 @@ class WriteThroughCache:
                 if not flight.stale:
                     self._write_locked(key, skey, value, svalue, weight)
         except BaseException as exc:
-            _wake(core.settle(flight, False, None, exc))
+            wake(core.settle(flight, False, None, exc))
             raise
-        _wake(core.settle(flight, True, value))
+        wake(core.settle(flight, True, value))
         return value
 
     # ------------------------------------------------------------ local only
@@ -699,63 +451,3 @@ class WriteThroughCache:
             f"<WriteThroughCache {state} policy={self._core.policy.name!r} "
             f"store={type(self._store).__name__}>"
         )
-
-
-def _wake(signal: Any) -> None:
-    if signal is not None:
-        signal.set()
-
-
-def _split_batch(
-    exc: BaseException, skeys: list[Any]
-) -> tuple[dict[Any, BaseException], list[Any]]:
-    """Which store keys failed and which succeeded, from a batch's exception.
-
-    A ``BatchError`` says per key; keys it does not mention are treated as
-    failed (the store may or may not hold them). Any other exception failed all.
-    """
-    if isinstance(exc, BatchError):
-        succeeded_set = set(exc.succeeded)
-        failed = {k: exc.failed.get(k, exc) for k in skeys if k not in succeeded_set}
-        return failed, [k for k in skeys if k in succeeded_set and k not in exc.failed]
-    return {k: exc for k in skeys}, []
-
-
-class _Gates:
-    """Hold the write gates of several keys, taken in one global order (no deadlock)."""
-
-    def __init__(
-        self, core: Core[threading.Lock], keys: list[Hashable], skeys: list[Any], by_skey: bool
-    ) -> None:
-        if len(keys) > 1:
-            pairs = list(zip(keys, skeys, strict=True))
-            if by_skey:
-                pairs.sort(key=lambda p: p[1])
-            else:
-                pairs.sort(key=lambda p: encode_key(p[0]))
-            keys = [k for k, _ in pairs]
-        self._core = core
-        self._keys = keys
-        self._held: list[tuple[Hashable, threading.Lock]] = []
-        self._locked = 0
-
-    def __enter__(self) -> None:
-        core = self._core
-        try:
-            for key in self._keys:
-                gate = core.acquire_gate(key)
-                self._held.append((key, gate))
-                gate.acquire()
-                self._locked += 1
-        except BaseException:
-            self.__exit__()
-            raise
-
-    def __exit__(self, *exc: object) -> None:
-        core = self._core
-        for i, (key, gate) in enumerate(self._held):
-            if i < self._locked:
-                gate.release()
-            core.release_gate(key)
-        self._held.clear()
-        self._locked = 0
