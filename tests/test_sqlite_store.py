@@ -617,3 +617,25 @@ def test_forked_child_opens_its_own_connection(db: Path) -> None:
         assert store.load(b"child") == b"2"
         store.store(b"parent", b"3")
         assert raw_rows(db) == {b"parent": b"3", b"child": b"2"}
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_fork_while_a_write_is_in_progress_does_not_lock_the_child(db: Path) -> None:
+    with SQLiteStore(db) as store:
+        store.store(b"k", b"0")
+        store._write_lock.acquire()  # as if a parent thread were mid-write at the fork
+        try:
+            pid = os.fork()
+            if pid == 0:  # the child: its copy of the lock must not be held
+                code = 1
+                try:
+                    signal.alarm(10)  # a hang ends the child (non-zero) instead of the run
+                    store.store(b"child", b"1")
+                    code = 0
+                finally:
+                    os._exit(code)
+            _, status = os.waitpid(pid, 0)
+        finally:
+            store._write_lock.release()
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert store.load(b"child") == b"1"

@@ -223,6 +223,9 @@ class SQLiteStore(BytesStore):
         self._local = threading.local()
         self._conns = weakref.WeakSet()
         self._lock = threading.Lock()
+        # a parent thread may have held the write lock at the fork: the child's
+        # copy would then stay locked forever
+        self._write_lock = threading.Lock()
 
     def _close(self) -> None:
         with self._lock:
