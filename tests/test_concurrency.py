@@ -6,7 +6,9 @@ be held mid-load while another thread writes the same key.
 
 from __future__ import annotations
 
+import os
 import random
+import signal
 import threading
 import time
 from collections.abc import Callable, Hashable, Iterable
@@ -406,3 +408,39 @@ def test_crossing_get_many_calls_are_not_a_cycle() -> None:
     assert results == {"a": {"k1": 1, "k2": 2}, "b": {"k2": 2, "k1": 1}}
     s = cache.stats()
     assert (s.backing_store_hits, s.loads_coalesced) == (4, 2)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_fork_during_a_load_and_a_write_leaves_the_child_a_working_cache() -> None:
+    """Another thread leads a load of k (and holds k2's write gate) when the process
+    forks: that thread does not exist in the child, so the child must neither wait
+    for its load nor for its gate."""
+    store = GatedStore()
+    store.store("k", "v")
+    store.gated.add("k")
+    cache = wt.WriteThroughCache(store, capacity=8)
+    t, out = _start(lambda: cache.get("k"))
+    assert store.entered.wait(WAIT)  # the load of k is in flight, its flight registered
+    gate = cache._core.acquire_gate("k2")
+    gate.acquire()  # as if a put of k2 were in progress
+    try:
+        pid = os.fork()
+        if pid == 0:  # the child
+            code = 1
+            try:
+                signal.alarm(5)  # a hang ends the child with a non-zero status
+                store.gated.clear()  # the child's own load of k is not held
+                ok = cache.get("k") == "v"
+                cache.put("k2", "child")
+                ok = ok and cache.get("k2") == "child"
+                code = 0 if ok else 2
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+    finally:
+        gate.release()
+        cache._core.release_gate("k2")
+        store.release.set()
+    _join(t)
+    assert out == ["v"]
+    assert os.waitstatus_to_exitcode(status) == 0

@@ -16,8 +16,10 @@ generation moved while it ran.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
+import weakref
 from collections.abc import Callable, Hashable, Sized
 from typing import Any, Generic, TypeVar
 
@@ -103,6 +105,37 @@ class Core(Generic[_Gate]):
         self._count_store_hit = self.store_hits.incr
         self._count_miss = self.misses.incr
         policy.bind(capacity, max_bytes)
+        _LIVE_CORES.add(self)
+
+    def _after_fork_in_child(self) -> None:
+        """A forked child has only the forking thread: forget every other thread's state.
+
+        The parent's other threads may have held the lock or a key's gate, or led
+        a load, at the moment of the fork; in the child they never will finish,
+        so their locks, gates and flights are replaced, not waited for.
+        """
+        self.lock = threading.Lock()
+        for flight in self.flights.values():
+            flight.stale = True
+        self.flights.clear()
+        self._gates.clear()
+        self._waiting_on.clear()
+        self.epoch += 1
+        for counter in self.counters():
+            counter.after_fork_in_child()
+
+    def counters(self) -> tuple[Counter, ...]:
+        return (
+            self.hits,
+            self.store_hits,
+            self.misses,
+            self.writes,
+            self.write_errors,
+            self.evictions,
+            self.invalidations,
+            self.load_errors,
+            self.coalesced,
+        )
 
     # ------------------------------------------------------------ entries
 
@@ -446,3 +479,15 @@ class Core(Generic[_Gate]):
             load_time=load_time,
             write_time=write_time,
         )
+
+
+_LIVE_CORES: weakref.WeakSet[Core[Any]] = weakref.WeakSet()
+
+
+def _reset_cores_after_fork() -> None:
+    for core in list(_LIVE_CORES):
+        core._after_fork_in_child()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_cores_after_fork)

@@ -36,6 +36,11 @@ class Counter:
             self._value = 0
             self.incr = self._locked_incr
 
+    def after_fork_in_child(self) -> None:
+        """A parent thread may have held the lock at the fork: the child gets a new one."""
+        if not hasattr(self, "_count"):
+            self._lock = threading.Lock()
+
     def _locked_incr(self) -> None:
         with self._lock:
             self._value += 1
