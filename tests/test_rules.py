@@ -13,6 +13,7 @@ import pytest
 from conftest import AFTER, BEFORE, DictBytesStore, FlakyStore, InjectedError, LoadOnlyStore
 
 import writethrough as wt
+from writethrough.codecs import encode_key
 
 ABSENT: Any = object()
 
@@ -333,3 +334,29 @@ def test_rule08_reads_and_evictions_never_write(flaky: FlakyStore) -> None:
     assert flaky.mutations == 0
     assert cache.stats().writes == 0
     assert len(flaky.data) == 11
+
+
+def test_byte_store_cache_holds_what_the_store_holds(bytes_store: DictBytesStore) -> None:
+    """Memory holds the decoded store value, not the caller's object: a hit and a
+    store read give the same answer, and mutating the object after put changes
+    neither."""
+    cache = wt.WriteThroughCache(bytes_store, capacity=4)
+    value = {"tags": ("a", "b"), "n": 1}
+    cache.put("k", value)
+    value["n"] = 2  # the caller keeps using its object
+    from_memory = cache.get("k")
+    assert from_memory == {"tags": ["a", "b"], "n": 1}  # msgpack: tuples come back as lists
+    cache.evict("k")
+    assert cache.get("k") == from_memory  # the store's answer is the same
+    cache.put_many({"m": ("x",)})
+    assert cache.get("m") == ["x"]
+    assert cache.get_or_compute("c", lambda k: (k, 1)) == ["c", 1]
+    assert cache.get("c") == ["c", 1]
+
+
+def test_bytes_codec_holds_the_same_object_without_a_copy(bytes_store: DictBytesStore) -> None:
+    cache = wt.WriteThroughCache(bytes_store, capacity=4, codec="bytes")
+    blob = b"x" * 1_000_000
+    cache.put("media", blob)
+    assert cache.get("media") is blob
+    assert bytes_store.data[encode_key("media")] is blob

@@ -43,7 +43,7 @@ class BatchOps:
     def _prepare_key(self, key: Hashable) -> Any:
         raise NotImplementedError
 
-    def _prepare_value(self, key: Hashable, value: Any, skey: Any) -> tuple[Any, int]:
+    def _prepare_value(self, key: Hashable, value: Any, skey: Any) -> tuple[Any, Any, int]:
         raise NotImplementedError
 
     def _load_raw(self, skey: Any) -> Any:
@@ -165,8 +165,8 @@ class BatchOps:
         prepared: list[tuple[Hashable, Any, Any, Any, int]] = []
         for key, value in mapping.items():
             skey = self._prepare_key(key)
-            svalue, weight = self._prepare_value(key, value, skey)
-            prepared.append((key, skey, value, svalue, weight))
+            held, svalue, weight = self._prepare_value(key, value, skey)
+            prepared.append((key, skey, held, svalue, weight))
         if not prepared:
             return
         with self._gates([p[0] for p in prepared], [p[1] for p in prepared]):

@@ -218,11 +218,19 @@ class WriteThroughCache(BatchOps):
         not hold the new value.
         """
         skey = self._prepare_key(key)
-        svalue, weight = self._prepare_value(key, value, skey)
+        held, svalue, weight = self._prepare_value(key, value, skey)
         with self._gates([key], [skey]):
-            self._write_locked(key, skey, value, svalue, weight)
+            self._write_locked(key, skey, held, svalue, weight)
 
-    def _prepare_value(self, key: Hashable, value: Any, skey: Any) -> tuple[Any, int]:
+    def _prepare_value(self, key: Hashable, value: Any, skey: Any) -> tuple[Any, Any, int]:
+        """(value to hold, value for the store, weight); refuses what cannot be stored.
+
+        For a byte store the cache holds the *decoded* store value, not the
+        caller's object: memory then holds exactly what the store holds (a tuple
+        comes back as a list from memory as from the store, and mutating the
+        object after ``put`` cannot make the two disagree). With the ``bytes``
+        codec that is the same object, not a copy.
+        """
         enc = self._enc
         svalue = enc.store_value(value)
         weight = enc.weigh(key, value, skey, svalue)
@@ -231,7 +239,8 @@ class WriteThroughCache(BatchOps):
                 f"entry for key {key!r} weighs {weight} bytes, more than max_bytes="
                 f"{enc.max_bytes}; raise max_bytes or store smaller values"
             )
-        return svalue, weight
+        decode = self._decode
+        return (value if decode is None else decode(svalue)), svalue, weight
 
     def _write_locked(self, key: Hashable, skey: Any, value: Any, svalue: Any, weight: int) -> None:
         """The store write and its outcome; the caller holds the key's gate."""
@@ -315,7 +324,7 @@ class WriteThroughCache(BatchOps):
         core.note_absent(flight, seconds)
         try:
             value = fn(key)
-            svalue, weight = self._prepare_value(key, value, skey)
+            value, svalue, weight = self._prepare_value(key, value, skey)
             with self._gates([key], [skey]):
                 if not flight.stale:
                     self._write_locked(key, skey, value, svalue, weight)
