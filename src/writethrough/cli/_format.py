@@ -119,8 +119,9 @@ def print_result(console: Console, result: BenchResult, target: str) -> None:
     console.print(latency)
     if not result.classified:
         console.print(
-            "[dim]hits and misses are told apart with --threads 1 only; "
-            "the hit ratio above is exact[/dim]"
+            "[dim]with several threads a get is classed by whether its key was held just "
+            "before it (another thread may change that in between); the hit ratio above "
+            "is exact[/dim]"
         )
 
     console.print(_counters(stats.as_dict()))

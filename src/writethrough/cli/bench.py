@@ -50,13 +50,12 @@ Phases:
      else the exit code is 1.
 
 \b
-Latency is measured per operation with time.perf_counter_ns. With one
-thread, each get is classed as a hit or a miss by the cache's exact hit
-count read after it (stats()); that bookkeeping is left out of ops/s. With
-more threads the counter cannot say whose get it was, so gets are reported
-as one class; the hit ratio (from stats) is exact either way. "Time in
-store" is the store's load and write time (from stats) over the threads'
-total time.
+Latency is measured per operation with time.perf_counter_ns. A get is
+classed as a hit when its key was held in memory just before it: exact with
+one thread; with several, another thread can evict or load the key in
+between, so a few gets may be classed wrongly (the hit ratio, from the
+cache's counters, is exact either way). "Time in store" is the store's load
+and write time (from stats) over the threads' total time.
 
 \b
 With a URL of your own, the benchmark overwrites its keys in that store and
