@@ -123,3 +123,18 @@ def test_import_writethrough_imports_no_driver() -> None:
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "", f"imported drivers: {out.stdout.strip()}"
+
+
+def test_bad_cache_option_leaves_no_database_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    for url, options in [
+        ("sqlite:///a.db?codec=pickle", {}),  # no secret
+        ("sqlite:///b.db?capacity=0", {}),
+        ("sqlite:///c.db", {"policy": "nope"}),
+        ("sqlite:///d.db", {"ttl": -1}),
+    ]:
+        with pytest.raises(wt.ConfigError):
+            wt.open(url, **options)
+    assert list(tmp_path.iterdir()) == []  # refused before the store was opened

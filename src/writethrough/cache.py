@@ -25,7 +25,7 @@ from .errors import (
     EntryTooLarge,
     KeyNotFound,
 )
-from .policies import Policy, make_policy
+from .policies import POLICIES, Policy, make_policy
 from .stats import CacheStats
 
 __all__ = ["WriteThroughCache"]
@@ -41,6 +41,43 @@ def _check_int(name: str, value: object, *, allow_none: bool) -> int | None:
     if value <= 0:
         raise ConfigError(f"{name} must be > 0, got {value}")
     return value
+
+
+def check_options(
+    *,
+    capacity: object = 10_000,
+    max_bytes: object = None,
+    policy: object = None,
+    codec: object = None,
+    ttl: object = None,
+    weigher: object = None,
+    secret: object = None,
+    trusted_pickle: object = False,
+) -> tuple[int, int | None]:
+    """Refuse bad cache settings with ``ConfigError``; touches nothing.
+
+    ``wt.open`` calls it before it opens the store, so a bad option never
+    leaves a half-made database file behind. Returns (capacity, max_bytes).
+    """
+    cap = _check_int("capacity", capacity, allow_none=False)
+    assert cap is not None
+    max_b = _check_int("max_bytes", max_bytes, allow_none=True)
+    if ttl is not None and (
+        isinstance(ttl, bool) or not isinstance(ttl, int | float) or not ttl > 0
+    ):
+        raise ConfigError(f"ttl must be a number of seconds > 0 (or None), got {ttl!r}")
+    if weigher is not None and not callable(weigher):
+        raise ConfigError(f"weigher must be callable(key, value) -> int, got {weigher!r}")
+    if isinstance(policy, str) and policy.lower() not in POLICIES:
+        make_policy(policy)  # raises, naming the known policies
+    elif policy is not None and not isinstance(policy, str | Policy):
+        make_policy(policy)  # type: ignore[arg-type]  # raises
+    if codec is not None and not isinstance(codec, str | Codec):
+        raise ConfigError(f"codec must be a name or an object with encode/decode, got {codec!r}")
+    if secret is not None and not isinstance(secret, str | bytes):
+        raise ConfigError("secret must be str or bytes")
+    get_codec(codec, secret=secret, trusted=bool(trusted_pickle))
+    return cap, max_b
 
 
 class WriteThroughCache(BatchOps):
@@ -68,13 +105,16 @@ class WriteThroughCache(BatchOps):
         trusted_pickle: bool = False,
         close_store: bool = True,
     ) -> None:
-        cap = _check_int("capacity", capacity, allow_none=False)
-        assert cap is not None
-        max_b = _check_int("max_bytes", max_bytes, allow_none=True)
-        if ttl is not None and (
-            isinstance(ttl, bool) or not isinstance(ttl, int | float) or not ttl > 0
-        ):
-            raise ConfigError(f"ttl must be a number of seconds > 0 (or None), got {ttl!r}")
+        cap, max_b = check_options(
+            capacity=capacity,
+            max_bytes=max_bytes,
+            policy=policy,
+            codec=codec,
+            ttl=ttl,
+            weigher=weigher,
+            secret=secret,
+            trusted_pickle=trusted_pickle,
+        )
         for method in ("load", "store", "remove"):
             if not callable(getattr(store, method, None)):
                 raise ConfigError(
@@ -85,8 +125,6 @@ class WriteThroughCache(BatchOps):
             raise ConfigError(
                 f"{type(store).__name__} holds objects as they are; codec= applies to byte stores"
             )
-        if weigher is not None and not callable(weigher):
-            raise ConfigError(f"weigher must be callable(key, value) -> int, got {weigher!r}")
         value_codec = get_codec(codec, secret=secret, trusted=trusted_pickle)
         self._store = store
         self._close_store = close_store

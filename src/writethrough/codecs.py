@@ -227,8 +227,9 @@ class PickleCodec:
             secret = secret.encode("utf-8")
         if not secret and not trusted:
             raise ConfigError(
-                "codec 'pickle' needs secret=... (HMAC-signed) or trusted=True "
-                "(only for stores no other party can write): unpickling runs code"
+                "codec 'pickle' needs a secret to sign values (secret=...), or "
+                "trusted_pickle=True (PickleCodec(trusted=True)) for a store no other party "
+                "can write: unpickling runs code"
             )
         self._secret = secret or None
         import hashlib

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from .cache import WriteThroughCache
+from .cache import WriteThroughCache, check_options
 from .errors import ConfigError
 
 __all__ = ["URL", "open", "parse_url", "register_scheme"]
@@ -200,6 +200,7 @@ def open(url: str, **options: Any) -> WriteThroughCache:
         merged[name] = value
     store_options = {k: v for k, v in merged.items() if k not in _CACHE_OPTIONS}
     cache_options = {k: v for k, v in merged.items() if k in _CACHE_OPTIONS}
+    check_options(**cache_options)  # before the store exists: nothing half-made on bad input
     store = factory(parsed, store_options)
     try:
         if store_options:
