@@ -411,6 +411,7 @@ def test_crossing_get_many_calls_are_not_a_cycle() -> None:
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 def test_fork_during_a_load_and_a_write_leaves_the_child_a_working_cache() -> None:
     """Another thread leads a load of k (and holds k2's write gate) when the process
     forks: that thread does not exist in the child, so the child must neither wait

@@ -620,6 +620,7 @@ def test_forked_child_opens_its_own_connection(db: Path) -> None:
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 def test_fork_while_a_write_is_in_progress_does_not_lock_the_child(db: Path) -> None:
     with SQLiteStore(db) as store:
         store.store(b"k", b"0")
