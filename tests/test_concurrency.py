@@ -445,3 +445,46 @@ def test_fork_during_a_load_and_a_write_leaves_the_child_a_working_cache() -> No
     _join(t)
     assert out == ["v"]
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+@pytest.mark.timeout(30)
+def test_get_many_refused_midway_settles_the_loads_it_already_leads() -> None:
+    """Inside get_or_compute("k"), get_many(["k2", "k"]) leads k2's load, then meets
+    its own compute of k and is refused. k2's load must not stay registered: a
+    get of k2 from another thread would wait for it forever."""
+    store = wt.MemoryStore()
+    store.store("k2", "v2")
+    cache = wt.WriteThroughCache(store, capacity=8)
+    seen: list[BaseException] = []
+
+    def fn(key: Hashable) -> str:
+        try:
+            cache.get_many(["k2", "k"])
+        except wt.ReentrantCompute as exc:
+            seen.append(exc)
+        return "computed"
+
+    assert cache.get_or_compute("k", fn) == "computed"
+    assert len(seen) == 1
+    t, out = _start(lambda: cache.get("k2"))
+    _join(t)
+    assert out == ["v2"]
+
+
+def test_get_many_with_a_failing_weigher_settles_every_key() -> None:
+    def weigher(key: Any, value: Any) -> int:
+        if key == "bad":
+            raise ValueError("cannot weigh")
+        return 1
+
+    store = wt.MemoryStore()
+    for key in ("a", "bad", "c"):
+        store.store(key, key.upper())
+    cache = wt.WriteThroughCache(store, capacity=8, max_bytes=100, weigher=weigher)
+    with pytest.raises(wt.StoreError) as info:
+        cache.get_many(["a", "bad", "c"])
+    assert isinstance(info.value.__cause__, ValueError)
+    assert cache._core.flights == {}
+    t, out = _start(lambda: cache.get_many(["a", "c"]))
+    _join(t)
+    assert out == [{"a": "A", "c": "C"}]

@@ -15,7 +15,7 @@ from typing import Any
 from ._backend import Encoding, wrap_load_error
 from ._core import MISSING, Core, Flight
 from .codecs import encode_key
-from .errors import BatchError, CacheClosed, ConfigError, WriteThroughError
+from .errors import BatchError, CacheClosed, ConfigError
 from .stores.base import run_batch_remove, run_batch_store
 
 __all__ = ["BatchOps", "KeyGates", "split_batch", "wake"]
@@ -64,25 +64,33 @@ class BatchOps:
         data_get = core.data.get
         touch = core.policy.hit_recorder()
         ttl = core.ttl
-        for key, skey in self._check_keys(keys):
-            value = data_get(key, MISSING)
-            if value is not MISSING and (
-                ttl is None or core.expires.get(key, 0.0) > time.monotonic()
-            ):
-                core.hits.incr()
-                if touch is not None:
-                    touch(key)
-                result[key] = value
-                continue
-            if ttl is not None:
-                core.expire(key)
-            flight, leader, value = core.start_load(key)
-            if flight is None:
-                result[key] = value
-            elif leader:
-                leads.append((key, skey, flight))
-            else:
-                waits.append((key, flight))
+        checked = self._check_keys(keys)
+        try:
+            for key, skey in checked:
+                value = data_get(key, MISSING)
+                if value is not MISSING and (
+                    ttl is None or core.expires.get(key, 0.0) > time.monotonic()
+                ):
+                    core.hits.incr()
+                    if touch is not None:
+                        touch(key)
+                    result[key] = value
+                    continue
+                if ttl is not None:
+                    core.expire(key)
+                flight, leader, value = core.start_load(key)
+                if flight is None:
+                    result[key] = value
+                elif leader:
+                    leads.append((key, skey, flight))
+                else:
+                    waits.append((key, flight))
+        except BaseException as exc:
+            # e.g. ReentrantCompute for one key: the loads this call already leads
+            # must still settle, or their waiters in other threads would hang
+            for _, _, flight in leads:
+                wake(core.fail_load(flight, exc, 0.0))
+            raise
         first_error: BaseException | None = None
         if leads:
             first_error = self._lead_many(leads, result)
@@ -134,7 +142,7 @@ class BatchOps:
             return err
         seconds = (_perf() - start) / len(leads)
         first_error: BaseException | None = None
-        for key, skey, flight in leads:
+        for i, (key, skey, flight) in enumerate(leads):
             stored = found_map.get(skey, MISSING)
             if stored is MISSING:
                 wake(core.finish_load(flight, False, None, 0, seconds))
@@ -142,9 +150,16 @@ class BatchOps:
             try:
                 value = enc.decode(stored)
                 weight = enc.weigh(key, value, skey, stored) if enc.max_bytes else 0
-            except WriteThroughError as exc:
-                wake(core.fail_load(flight, exc, seconds))
-                first_error = first_error or exc
+            except BaseException as exc:  # corrupt bytes, a failing weigher, an interrupt
+                failure: BaseException = (
+                    wrap_load_error(exc, key, self._store) if isinstance(exc, Exception) else exc
+                )
+                wake(core.fail_load(flight, failure, seconds))
+                if not isinstance(exc, Exception):
+                    for _, _, rest in leads[i + 1 :]:
+                        wake(core.fail_load(rest, failure, seconds))
+                    raise
+                first_error = first_error or failure
                 continue
             wake(core.finish_load(flight, True, value, weight, seconds))
             result[key] = value
