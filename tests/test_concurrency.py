@@ -18,6 +18,7 @@ import pytest
 from conftest import AFTER, FlakyStore, InjectedError
 
 import writethrough as wt
+from writethrough.policies import LRUPolicy
 
 ABSENT: Any = object()
 WAIT = 10.0  # seconds; generous, only reached when something hangs
@@ -488,3 +489,37 @@ def test_get_many_with_a_failing_weigher_settles_every_key() -> None:
     t, out = _start(lambda: cache.get_many(["a", "c"]))
     _join(t)
     assert out == [{"a": "A", "c": "C"}]
+
+
+class _BrokenPolicy(LRUPolicy):
+    """A policy with a bug: it fails to take the key "boom"."""
+
+    def on_insert(self, key: Hashable, weight: int) -> None:
+        if key == "boom":
+            raise RuntimeError("policy bug")
+        super().on_insert(key, weight)
+
+
+@pytest.mark.timeout(30)
+def test_a_failing_policy_never_strands_waiters() -> None:
+    store = GatedStore()
+    store.store("boom", "v")
+    store.gated.add("boom")
+    cache = wt.WriteThroughCache(store, capacity=8, policy=_BrokenPolicy())
+    leader, out_leader = _start(lambda: cache.get("boom"))
+    assert store.entered.wait(WAIT)
+    waiter, out_waiter = _start(lambda: cache.get("boom"))
+    deadline = time.monotonic() + WAIT
+    while cache._core.flights["boom"].signal is None:  # the second get has joined
+        assert time.monotonic() < deadline, "the second get never joined the load"
+        time.sleep(0.001)
+    store.release.set()
+    _join(leader)
+    _join(waiter)
+    assert isinstance(out_leader[0], RuntimeError)  # the leader sees the policy's error
+    assert out_waiter == ["v"]  # the waiter gets the value that was loaded
+    assert cache._core.flights == {}
+    store.gated.clear()
+    with pytest.raises(RuntimeError):
+        cache.get_many(["boom"])  # the batch path surfaces the error too...
+    assert cache._core.flights == {}  # ...and leaves nothing in flight

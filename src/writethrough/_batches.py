@@ -142,27 +142,37 @@ class BatchOps:
             return err
         seconds = (_perf() - start) / len(leads)
         first_error: BaseException | None = None
-        for i, (key, skey, flight) in enumerate(leads):
-            stored = found_map.get(skey, MISSING)
-            if stored is MISSING:
-                wake(core.finish_load(flight, False, None, 0, seconds))
-                continue
-            try:
-                value = enc.decode(stored)
-                weight = enc.weigh(key, value, skey, stored) if enc.max_bytes else 0
-            except BaseException as exc:  # corrupt bytes, a failing weigher, an interrupt
-                failure: BaseException = (
-                    wrap_load_error(exc, key, self._store) if isinstance(exc, Exception) else exc
-                )
-                wake(core.fail_load(flight, failure, seconds))
-                if not isinstance(exc, Exception):
-                    for _, _, rest in leads[i + 1 :]:
-                        wake(core.fail_load(rest, failure, seconds))
-                    raise
-                first_error = first_error or failure
-                continue
-            wake(core.finish_load(flight, True, value, weight, seconds))
-            result[key] = value
+        try:
+            for i, (key, skey, flight) in enumerate(leads):
+                stored = found_map.get(skey, MISSING)
+                if stored is MISSING:
+                    wake(core.finish_load(flight, False, None, 0, seconds))
+                    continue
+                try:
+                    value = enc.decode(stored)
+                    weight = enc.weigh(key, value, skey, stored) if enc.max_bytes else 0
+                except BaseException as exc:  # corrupt bytes, a failing weigher, an interrupt
+                    failure: BaseException = (
+                        wrap_load_error(exc, key, self._store)
+                        if isinstance(exc, Exception)
+                        else exc
+                    )
+                    wake(core.fail_load(flight, failure, seconds))
+                    if not isinstance(exc, Exception):
+                        for _, _, rest in leads[i + 1 :]:
+                            wake(core.fail_load(rest, failure, seconds))
+                        raise
+                    first_error = first_error or failure
+                    continue
+                wake(core.finish_load(flight, True, value, weight, seconds))
+                result[key] = value
+        except BaseException as exc:  # e.g. a failing policy: strand no waiter
+            for _, _, flight in leads:
+                if not flight.done:
+                    wake(core.fail_load(flight, exc, 0.0))
+                else:
+                    wake(flight.signal)
+            raise
         return first_error
 
     def put_many(self, mapping: Mapping[Hashable, Any]) -> None:

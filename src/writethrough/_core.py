@@ -352,18 +352,20 @@ class Core(Generic[_Gate]):
             fresh = not flight.stale and flight.epoch == self.epoch and self.installing
             if flight.compute:  # the value (or its absence) came from the store
                 flight.compute = False
-            if found:
-                self._count_store_hit()
-                if fresh and (self.max_bytes is None or weight <= self.max_bytes):
-                    self.install(key, value, weight)
-            else:
-                self._count_miss()
+            # settled before the install, so a failing policy cannot strand waiters
+            # (the driver wakes them from flight.signal if this raises)
             flight.done = True
             signal = flight.signal
             if signal is not None:
                 flight.found = found
                 flight.value = value
                 flight.error = None
+            if found:
+                self._count_store_hit()
+                if fresh and (self.max_bytes is None or weight <= self.max_bytes):
+                    self.install(key, value, weight)
+            else:
+                self._count_miss()
             return signal
         finally:
             self.lock.release()

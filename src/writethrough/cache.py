@@ -179,7 +179,11 @@ class WriteThroughCache(BatchOps):
             found, value, weight = self._load(key, skey)
         except BaseException as exc:
             self._fail_flight(flight, exc, start)
-        signal = core.finish_load(flight, found, value, weight, _perf() - start)
+        try:
+            signal = core.finish_load(flight, found, value, weight, _perf() - start)
+        except BaseException:
+            wake(flight.signal)  # settled already; only the install failed
+            raise
         if signal is not None:
             signal.set()
         return value if found else default
@@ -357,7 +361,11 @@ class WriteThroughCache(BatchOps):
         key = flight.key
         found, value, weight, seconds = self._load_for(flight, skey)
         if found:
-            wake(core.finish_load(flight, True, value, weight, seconds))
+            try:
+                wake(core.finish_load(flight, True, value, weight, seconds))
+            except BaseException:
+                wake(flight.signal)  # settled already; only the install failed
+                raise
             return value
         core.note_absent(flight, seconds)
         try:
