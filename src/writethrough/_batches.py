@@ -62,7 +62,7 @@ class BatchOps:
         waits: list[tuple[Hashable, Flight]] = []
         core = self._core
         data_get = core.data.get
-        touch = core.policy.hit_recorder()
+        record = core.hit_log.append
         ttl = core.ttl
         checked = self._check_keys(keys)
         try:
@@ -71,9 +71,7 @@ class BatchOps:
                 if value is not MISSING and (
                     ttl is None or core.expires.get(key, 0.0) > time.monotonic()
                 ):
-                    core.hits.incr()
-                    if touch is not None:
-                        touch(key)
+                    record(key)
                     result[key] = value
                     continue
                 if ttl is not None:

@@ -20,11 +20,12 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Callable, Hashable, Sized
+from collections.abc import Callable, Hashable
 from typing import Any, Generic, TypeVar
 
 from .errors import ReentrantCompute
 from .policies import Policy
+from .policies.base import DEFAULT_HIT_SAMPLE
 from .stats import CacheStats, Counter
 
 __all__ = ["Core", "Flight"]
@@ -73,8 +74,11 @@ class Core(Generic[_Gate]):
         self.capacity = capacity
         self.max_bytes = max_bytes
         self.policy = policy
-        # the policy's lock-free hit buffer, when it has one: drained only when non-empty
-        self._hit_buffer: Sized | None = getattr(policy, "hit_buffer", None)
+        # Every hit appends its key here, without a lock: one C call that both
+        # counts the hit exactly (hits = drained + len) and feeds the policy.
+        self.hit_log: list[Key] = []
+        self._hits_drained = 0
+        self._hit_sample = max(0, int(getattr(policy, "hit_sample", DEFAULT_HIT_SAMPLE)))
         self.ttl = ttl
         self.lock = threading.Lock()
         self.data: dict[Key, Any] = {}
@@ -90,8 +94,7 @@ class Core(Generic[_Gate]):
         self.installing = True
         self.closed = False
         self.epoch = 0  # bumped by every whole-cache flush
-        # counters: lock-free and exact
-        self.hits = Counter()
+        # counters: lock-free and exact (hits: the hit log)
         self.store_hits = Counter()
         self.misses = Counter()
         self.writes = Counter()
@@ -126,7 +129,6 @@ class Core(Generic[_Gate]):
 
     def counters(self) -> tuple[Counter, ...]:
         return (
-            self.hits,
             self.store_hits,
             self.misses,
             self.writes,
@@ -147,9 +149,10 @@ class Core(Generic[_Gate]):
         """
         data = self.data
         policy = self.policy
-        buffer = self._hit_buffer
-        if buffer is None or buffer:
-            policy.drain()  # past hits first, in order, so the new entry is the newest
+        if not _maintenance_running:  # hits need a drainer once the cache holds anything
+            _ensure_maintenance()
+        if self.hit_log:
+            self.drain_hits()  # past hits first, in order, so the new entry is the newest
         new = key not in data
         if new:
             policy.on_insert(key, weight)
@@ -178,6 +181,23 @@ class Core(Generic[_Gate]):
         if self.ttl is not None:
             self.expires[key] = time.monotonic() + self.ttl
         data[key] = value
+
+    def drain_hits(self) -> None:
+        """Count the logged hits and tell the policy the most recent ones. Caller holds the lock.
+
+        Appends may land while this runs: they go to the end of the log, so
+        deleting the first ``n`` removes exactly the hits counted here.
+        """
+        log = self.hit_log
+        n = len(log)
+        if not n:
+            return
+        sample = self._hit_sample
+        recent = log[n - sample if n > sample else 0 : n] if sample else None
+        del log[:n]
+        self._hits_drained += n
+        if recent:
+            self.policy.record_hits(recent)
 
     def _make_room(self, key: Key, new: bool) -> bool:
         """Evict until ``key`` fits; False if the policy evicted ``key`` itself."""
@@ -221,6 +241,7 @@ class Core(Generic[_Gate]):
         for flight in self.flights.values():
             flight.stale = True
         self.flights.clear()
+        self.drain_hits()  # the hits happened: count them before the policy forgets
         self.data.clear()
         self.weights.clear()
         self.expires.clear()
@@ -237,6 +258,7 @@ class Core(Generic[_Gate]):
 
     def evict_all(self) -> None:
         with self.lock:
+            self.drain_hits()
             self.data.clear()
             self.weights.clear()
             self.expires.clear()
@@ -264,7 +286,7 @@ class Core(Generic[_Gate]):
         if value is not MISSING and (
             self.ttl is None or self.expires.get(key, 0.0) > time.monotonic()
         ):
-            self.hits.incr()
+            self.hit_log.append(key)
             return None, False, value
         flight = Flight()
         flight.key = key
@@ -468,8 +490,9 @@ class Core(Generic[_Gate]):
     def snapshot(self) -> CacheStats:
         with self.lock:
             load_time, write_time = self.load_time, self.write_time
+            hits = self._hits_drained + len(self.hit_log)
         return CacheStats(
-            cache_hits=self.hits.value,
+            cache_hits=hits,
             backing_store_hits=self.store_hits.value,
             misses=self.misses.value,
             writes=self.writes.value,
@@ -486,9 +509,59 @@ class Core(Generic[_Gate]):
 _LIVE_CORES: weakref.WeakSet[Core[Any]] = weakref.WeakSet()
 
 
+#: How often the maintenance thread looks at the hit logs, and the length it drains at.
+MAINTENANCE_INTERVAL = 0.02
+DRAIN_AT = 4096
+
+_maintenance_lock = threading.Lock()
+_maintenance_running = False
+
+
+def _ensure_maintenance() -> None:
+    """Start this process's maintenance thread, once.
+
+    Started by the first install of any cache, not when a cache is made: a
+    process that makes its caches and then forks workers (a pre-loading server)
+    forks without an extra thread, and each worker starts its own.
+    """
+    global _maintenance_running
+    with _maintenance_lock:
+        if _maintenance_running:
+            return
+        thread = threading.Thread(target=_maintain, name="writethrough-maintenance", daemon=True)
+        thread.start()
+        _maintenance_running = True
+
+
+def _maintain() -> None:
+    """Bound every cache's hit log when nothing else drains it (a workload of hits only).
+
+    One daemon thread per process, whatever the number of caches: it wakes every
+    ``MAINTENANCE_INTERVAL`` seconds and drains the logs longer than ``DRAIN_AT``,
+    so a log holds at most a few milliseconds of hits.
+    """
+    while True:
+        time.sleep(MAINTENANCE_INTERVAL)
+        for core in list(_LIVE_CORES):
+            if len(core.hit_log) >= DRAIN_AT:
+                core.lock.acquire()
+                try:
+                    core.drain_hits()
+                except Exception:  # a failing policy must not stop the thread
+                    pass
+                finally:
+                    core.lock.release()
+
+
 def _reset_cores_after_fork() -> None:
-    for core in list(_LIVE_CORES):
+    global _maintenance_lock, _maintenance_running
+    _maintenance_lock = threading.Lock()
+    _maintenance_running = False  # the parent's thread does not exist here
+    cores = list(_LIVE_CORES)
+    for core in cores:
         core._after_fork_in_child()
+    if any(core.data for core in cores):
+        _ensure_maintenance()  # a child that only reads what it inherited still drains
 
 
 if hasattr(os, "register_at_fork"):

@@ -18,16 +18,18 @@ __all__ = ["make_get"]
 def make_get(
     core: Core[Any], slow: Callable[[Hashable, Any], Any]
 ) -> Callable[[Hashable, Any], Any]:
-    """Build ``get`` as a closure over local names: a dict lookup, a count, a hit record.
+    """Build ``get`` as a closure over local names: a dict lookup and one append.
 
     ``data[key]`` under ``try`` rather than ``data.get``: a subscript is a
     specialised opcode, a ``.get`` is a call (about 25 ns a hit here); the
     exception on a miss costs less than the store read that follows.
     Unhashable keys (TypeError) go to the slow path, which refuses them.
+    The append to the hit log is the whole of a hit's bookkeeping: it counts
+    the hit exactly and is the policy's feedback (``Core.drain_hits``); one C
+    call where a counter plus a policy buffer took two (about 20 % of a hit).
     """
     data = core.data
-    hit = core.hits.incr
-    touch = core.policy.hit_recorder()
+    record = core.hit_log.append
 
     if core.ttl is not None:
         expires_get = core.expires.get
@@ -39,33 +41,18 @@ def make_get(
             except (KeyError, TypeError):
                 return slow(key, default)
             if expires_get(key, 0.0) > monotonic():
-                hit()
-                if touch is not None:
-                    touch(key)
+                record(key)
                 return value
             return slow(key, default)
 
         return get_ttl
-
-    if touch is None:
-
-        def get_plain(key: Hashable, default: Any = None) -> Any:
-            try:
-                value = data[key]
-            except (KeyError, TypeError):
-                return slow(key, default)
-            hit()
-            return value
-
-        return get_plain
 
     def get(key: Hashable, default: Any = None) -> Any:
         try:
             value = data[key]
         except (KeyError, TypeError):
             return slow(key, default)
-        hit()
-        touch(key)
+        record(key)
         return value
 
     return get

@@ -5,14 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ..errors import ConfigError
-from .base import BufferedHitsPolicy, Policy
+from .base import BasePolicy, Policy
 from .fifo import FIFOPolicy
 from .lru import LRUPolicy
 
 __all__ = [
     "DEFAULT_POLICY",
     "POLICIES",
-    "BufferedHitsPolicy",
+    "BasePolicy",
     "FIFOPolicy",
     "LRUPolicy",
     "Policy",

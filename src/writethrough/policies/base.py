@@ -1,25 +1,25 @@
 """The eviction policy interface: the policy decides *what* to evict, the cache *when*.
 
-A policy tracks exactly the keys the cache holds. Every method except the hit
-recorder is called with the cache's lock held, so policies need no locking of
-their own. Hits are the exception: the cache's hit path takes no lock, so it
-calls ``hit_recorder()`` — a C-level callable such as ``deque.append`` that is
-safe without a lock — and the cache replays the buffer into ``on_hit`` via
-``drain()`` under the lock before it picks a victim (Caffeine's read buffer).
+A policy tracks exactly the keys the cache holds, and every method is called
+with the cache's lock held, so policies need no locking of their own. Hits are
+the one thing a policy does not see as they happen: the hit path takes no lock
+and only appends the key to the cache's hit log. Before the policy must choose a
+victim (and every few milliseconds in between) the cache hands it the most
+recent ``hit_sample`` hits, oldest first, through ``record_hits`` — Caffeine's
+read buffer: bounded feedback, never a lock on a hit.
 """
 
 from __future__ import annotations
 
-from collections import deque
-from collections.abc import Callable, Hashable
+from collections.abc import Hashable, Sequence
 from typing import Protocol, runtime_checkable
 
 from ..errors import ConfigError
 
-__all__ = ["BufferedHitsPolicy", "Policy"]
+__all__ = ["DEFAULT_HIT_SAMPLE", "BasePolicy", "Policy"]
 
-#: How many hits are kept between two drains; older ones are dropped (lossy by design).
-HIT_BUFFER_SIZE = 1024
+#: How many of the most recent hits a policy is told about per drain.
+DEFAULT_HIT_SAMPLE = 1024
 
 
 @runtime_checkable
@@ -27,18 +27,14 @@ class Policy(Protocol):
     """What a cache needs from an eviction policy."""
 
     name: str
+    #: the most recent hits ``record_hits`` receives per drain (0: hits are ignored)
+    hit_sample: int
 
     def bind(self, capacity: int, max_bytes: int | None) -> None:
         """Called once by the cache that owns this policy, before any other call."""
 
-    def hit_recorder(self) -> Callable[[Hashable], object] | None:
-        """A lock-free callable the hit path calls with the key, or None if hits are ignored."""
-
-    def drain(self) -> None:
-        """Replay recorded hits into ``on_hit`` (called under the cache lock)."""
-
-    def on_hit(self, key: Hashable) -> None:
-        """A hit on a held key (keys no longer held must be ignored)."""
+    def record_hits(self, keys: Sequence[Hashable]) -> None:
+        """Recent hits, oldest first; keys no longer held must be ignored."""
 
     def on_insert(self, key: Hashable, weight: int) -> None:
         """A new key entered the cache."""
@@ -56,19 +52,16 @@ class Policy(Protocol):
         """Forget every key."""
 
 
-class BufferedHitsPolicy:
-    """Shared plumbing: binding once and a lossy, lock-free hit buffer."""
+class BasePolicy:
+    """Shared plumbing: binding once, and hits replayed one by one into ``on_hit``."""
 
     name = "base"
-    records_hits = True
+    hit_sample = DEFAULT_HIT_SAMPLE
 
     def __init__(self) -> None:
         self._bound = False
         self.capacity = 0
         self.max_bytes: int | None = None
-        self._hits: deque[Hashable] = deque(maxlen=HIT_BUFFER_SIZE)
-        #: read by the cache: drain() is only called when this is non-empty
-        self.hit_buffer = self._hits
 
     def bind(self, capacity: int, max_bytes: int | None) -> None:
         if self._bound:
@@ -80,20 +73,13 @@ class BufferedHitsPolicy:
         self.capacity = capacity
         self.max_bytes = max_bytes
 
-    def hit_recorder(self) -> Callable[[Hashable], object] | None:
-        return self._hits.append if self.records_hits else None
-
-    def drain(self) -> None:
-        hits = self._hits
-        if not hits:
-            return
-        popleft = hits.popleft
+    def record_hits(self, keys: Sequence[Hashable]) -> None:
         on_hit = self.on_hit
-        for _ in range(len(hits)):
-            on_hit(popleft())
+        for key in keys:
+            on_hit(key)
 
     def on_hit(self, key: Hashable) -> None:
-        """Default: hits do not matter."""
+        """One hit on ``key`` (default: hits do not matter)."""
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"

@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Hashable
 
-from .base import BufferedHitsPolicy
+from .base import BasePolicy
 
 __all__ = ["FIFOPolicy", "OrderedPolicy"]
 
 
-class OrderedPolicy(BufferedHitsPolicy):
+class OrderedPolicy(BasePolicy):
     """Keys in one ordered dict; the victim is the front. Subclasses say what moves a key."""
 
     def __init__(self) -> None:
@@ -31,11 +31,10 @@ class OrderedPolicy(BufferedHitsPolicy):
 
     def clear(self) -> None:
         self._order.clear()
-        self._hits.clear()
 
 
 class FIFOPolicy(OrderedPolicy):
     """O(1) FIFO: an ordered dict instead of the seed's ``Vec::remove(0)``. Hits cost nothing."""
 
     name = "fifo"
-    records_hits = False
+    hit_sample = 0
