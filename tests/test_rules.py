@@ -352,6 +352,9 @@ def test_byte_store_cache_holds_what_the_store_holds(bytes_store: DictBytesStore
     assert cache.get("m") == ["x"]
     assert cache.get_or_compute("c", lambda k: (k, 1)) == ["c", 1]
     assert cache.get("c") == ["c", 1]
+    blob = b"immutable"
+    cache.put("b", blob)  # immutable and exact through msgpack: held as given, no decode
+    assert cache.get("b") is blob
 
 
 def test_bytes_codec_holds_the_same_object_without_a_copy(bytes_store: DictBytesStore) -> None:

@@ -87,6 +87,7 @@ class Core(Generic[_Gate]):
         self.total_weight = 0
         self.flights: dict[Key, Flight] = {}
         self._gates: dict[Key, list[Any]] = {}  # key -> [gate, users]
+        self._free_gates: list[Any] = []  # unlocked gates to reuse
         self._new_gate = new_gate
         self._new_signal = new_signal
         self.owner_id = owner_id
@@ -122,6 +123,7 @@ class Core(Generic[_Gate]):
             flight.stale = True
         self.flights.clear()
         self._gates.clear()
+        self._free_gates.clear()  # a parent thread may have held one
         self._waiting_on.clear()
         self.epoch += 1
         for counter in self.counters():
@@ -434,22 +436,36 @@ class Core(Generic[_Gate]):
     # ------------------------------------------------------------ writes
 
     def acquire_gate(self, key: Key) -> _Gate:
-        """The per-key write gate; the driver locks it so writes of one key run in order."""
-        with self.lock:
+        """The per-key write gate; the driver locks it so writes of one key run in order.
+
+        Gates are recycled through a small free list: a put then allocates
+        nothing here (it matters after a commit's fsync, when every object the
+        write path touches is cold).
+        """
+        self.lock.acquire()
+        try:
             slot = self._gates.get(key)
             if slot is None:
-                slot = self._gates[key] = [self._new_gate(), 0]
+                free = self._free_gates
+                slot = self._gates[key] = [free.pop() if free else self._new_gate(), 0]
             slot[1] += 1
             gate: _Gate = slot[0]
             return gate
+        finally:
+            self.lock.release()
 
     def release_gate(self, key: Key) -> None:
         """Forget the gate of ``key`` once no writer uses it (the driver unlocked it)."""
-        with self.lock:
+        self.lock.acquire()
+        try:
             slot = self._gates[key]
             slot[1] -= 1
             if slot[1] == 0:
                 del self._gates[key]
+                if len(self._free_gates) < 64:
+                    self._free_gates.append(slot[0])
+        finally:
+            self.lock.release()
 
     def finish_write(self, key: Key, value: Any, weight: int, seconds: float) -> None:
         """The store accepted ``value``: hold it, and stale any older load of the key."""

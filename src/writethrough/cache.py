@@ -145,6 +145,8 @@ class WriteThroughCache(BatchOps):
         self._remove_many = getattr(store, "remove_many", None)
         self._store_key = self._enc.store_key
         self._decode = value_codec.decode if wants_bytes else None
+        # immutable types the codec gives back exactly: held as given, no decode on put
+        self._exact_types: frozenset[type] = frozenset(getattr(value_codec, "exact_types", ()))
         self._weighs = max_b is not None
         # The hit path: a closure that shadows the ``get`` method on this instance.
         self.__dict__["get"] = make_get(self._core, self._get_slow)
@@ -261,8 +263,18 @@ class WriteThroughCache(BatchOps):
         """
         skey = self._prepare_key(key)
         held, svalue, weight = self._prepare_value(key, value, skey)
-        with self._gates([key], [skey]):
+        core = self._core
+        gate = core.acquire_gate(key)
+        try:
+            gate.acquire()
+        except BaseException:
+            core.release_gate(key)
+            raise
+        try:
             self._write_locked(key, skey, held, svalue, weight)
+        finally:
+            gate.release()
+            core.release_gate(key)
 
     def _prepare_value(self, key: Hashable, value: Any, skey: Any) -> tuple[Any, Any, int]:
         """(value to hold, value for the store, weight); refuses what cannot be stored.
@@ -282,7 +294,9 @@ class WriteThroughCache(BatchOps):
                 f"{enc.max_bytes}; raise max_bytes or store smaller values"
             )
         decode = self._decode
-        return (value if decode is None else decode(svalue)), svalue, weight
+        if decode is None or type(value) in self._exact_types:
+            return value, svalue, weight  # immutable and unchanged by the round trip
+        return decode(svalue), svalue, weight
 
     def _write_locked(self, key: Hashable, skey: Any, value: Any, svalue: Any, weight: int) -> None:
         """The store write and its outcome; the caller holds the key's gate."""

@@ -128,6 +128,8 @@ class MsgpackCodec:
     """msgpack: compact, fast, safe. Tuples come back as lists."""
 
     name = "msgpack"
+    #: immutable types decode(encode(v)) gives back equal and of the same type
+    exact_types = (bytes, str, int, float, bool, type(None))
 
     def __init__(self) -> None:
         import msgpack  # type: ignore[import-untyped]
@@ -156,6 +158,7 @@ class JsonCodec:
     """JSON (UTF-8, compact). Tuples come back as lists; bytes are refused."""
 
     name = "json"
+    exact_types = (str, int, bool, type(None))
 
     def __init__(self) -> None:
         import json
@@ -180,6 +183,7 @@ class BytesCodec:
     """Raw passthrough for ``bytes`` values (media blobs): no copy, no framing."""
 
     name = "bytes"
+    exact_types = (bytes,)
 
     def encode(self, value: Any) -> bytes:
         if type(value) is bytes:
@@ -196,6 +200,7 @@ class StrCodec:
     """UTF-8 text values."""
 
     name = "str"
+    exact_types = (str,)
 
     def encode(self, value: Any) -> bytes:
         if not isinstance(value, str):
