@@ -597,6 +597,7 @@ def test_every_acknowledged_store_survives_sigkill(db: Path) -> None:
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 def test_forked_child_opens_its_own_connection(db: Path) -> None:
     with SQLiteStore(db) as store:
         store.store(b"parent", b"1")
