@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import statistics
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from importlib import metadata
 from typing import Any
 
@@ -65,3 +66,18 @@ def ratio(value: float | None, base: float | None) -> str:
     if value is None or not base:
         return "n/a"
     return f"{value / base:.2f}x"
+
+
+def emit(
+    as_json: bool,
+    env: dict[str, Any],
+    result: dict[str, Any],
+    report: Callable[[dict[str, Any], dict[str, Any]], None],
+    targets: dict[str, Any] | None = None,
+) -> None:
+    """Print one run: one JSON object, or the human report."""
+    if as_json:
+        extra = {} if targets is None else {"targets": targets}
+        print(json.dumps({"environment": env, **result, **extra}, indent=2))
+    else:
+        report(result, env)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import gc
 import itertools
-import json
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -247,10 +246,7 @@ def main() -> None:
         parser.error("--rounds and --accesses must be >= 1")
     env = _util.environment(["writethrough", "cachetools", "cachebox", "lru-dict"])
     result = measure(args.rounds, args.accesses, args.seed)
-    if args.json:
-        print(json.dumps({"environment": env, **result, "targets": verdicts(result)}, indent=2))
-    else:
-        report(result, env)
+    _util.emit(args.json, env, result, report, verdicts(result))
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ modules the import pulls in (a store driver or the CLI's click/rich must not be)
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -110,10 +109,7 @@ def main() -> None:
         parser.error("--runs must be >= 1")
     env = _util.environment(["writethrough"])
     result = measure(args.runs)
-    if args.json:
-        print(json.dumps({"environment": env, **result}, indent=2))
-    else:
-        report(result, env)
+    _util.emit(args.json, env, result, report)
 
 
 if __name__ == "__main__":

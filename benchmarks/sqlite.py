@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import os
 import random
 import sqlite3
@@ -276,10 +275,7 @@ def main() -> None:
         parser.error("--rounds, --puts and --gets must be >= 1")
     env = _util.environment(["writethrough", "msgpack"])
     result = measure(args.rounds, args.puts, args.gets, args.seed)
-    if args.json:
-        print(json.dumps({"environment": env, **result, "targets": verdicts(result)}, indent=2))
-    else:
-        report(result, env)
+    _util.emit(args.json, env, result, report, verdicts(result))
 
 
 if __name__ == "__main__":
