@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Hashable
 from typing import Any
 
-from ._core import Core
+from ._core import MISSING, Core
 
 __all__ = ["make_get"]
 
@@ -20,16 +20,19 @@ def make_get(
 ) -> Callable[[Hashable, Any], Any]:
     """Build ``get`` as a closure over local names: a dict lookup and one append.
 
-    ``data[key]`` under ``try`` rather than ``data.get``: a subscript is a
-    specialised opcode, a ``.get`` is a call (about 25 ns a hit here); the
-    exception on a miss costs less than the store read that follows.
+    ``data.get(key, missing)`` rather than ``data[key]`` under ``try``: the
+    subscript is about 17 ns faster on a hit, but the KeyError it raises on a
+    miss costs 1.5-2 us there (measured on SQLite get-miss: 1.93x raw with the
+    subscript, 1.69x with ``get``); for any hit ratio below about 99 % ``get``
+    is the faster choice overall, and both keep the hit-path targets.
     Unhashable keys (TypeError) go to the slow path, which refuses them.
     The append to the hit log is the whole of a hit's bookkeeping: it counts
     the hit exactly and is the policy's feedback (``Core.drain_hits``); one C
     call where a counter plus a policy buffer took two (about 20 % of a hit).
     """
-    data = core.data
+    data_get = core.data.get
     record = core.hit_log.append
+    missing = MISSING
 
     if core.ttl is not None:
         expires_get = core.expires.get
@@ -37,10 +40,10 @@ def make_get(
 
         def get_ttl(key: Hashable, default: Any = None) -> Any:
             try:
-                value = data[key]
-            except (KeyError, TypeError):
+                value = data_get(key, missing)
+            except TypeError:
                 return slow(key, default)
-            if expires_get(key, 0.0) > monotonic():
+            if value is not missing and expires_get(key, 0.0) > monotonic():
                 record(key)
                 return value
             return slow(key, default)
@@ -49,8 +52,10 @@ def make_get(
 
     def get(key: Hashable, default: Any = None) -> Any:
         try:
-            value = data[key]
-        except (KeyError, TypeError):
+            value = data_get(key, missing)
+        except TypeError:
+            return slow(key, default)
+        if value is missing:
             return slow(key, default)
         record(key)
         return value
