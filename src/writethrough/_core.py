@@ -109,7 +109,8 @@ class Core(Generic[_Gate]):
         self._count_store_hit = self.store_hits.incr
         self._count_miss = self.misses.incr
         policy.bind(capacity, max_bytes)
-        _LIVE_CORES.add(self)
+        with _live_lock:
+            _LIVE_CORES.add(self)
 
     def _after_fork_in_child(self) -> None:
         """A forked child has only the forking thread: forget every other thread's state.
@@ -523,6 +524,7 @@ class Core(Generic[_Gate]):
 
 
 _LIVE_CORES: weakref.WeakSet[Core[Any]] = weakref.WeakSet()
+_live_lock = threading.Lock()
 
 
 #: How often the maintenance thread looks at the hit logs, and the length it drains at.
@@ -558,19 +560,29 @@ def _maintain() -> None:
     """
     while True:
         time.sleep(MAINTENANCE_INTERVAL)
-        for core in list(_LIVE_CORES):
-            if len(core.hit_log) >= DRAIN_AT:
-                core.lock.acquire()
-                try:
-                    core.drain_hits()
-                except Exception:  # a failing policy must not stop the thread
-                    pass
-                finally:
-                    core.lock.release()
+        try:
+            _drain_long_logs()
+        except Exception:  # whatever one pass meets, the next one runs
+            pass
+
+
+def _drain_long_logs() -> None:
+    with _live_lock:  # a WeakSet must not grow while it is being listed
+        cores = list(_LIVE_CORES)
+    for core in cores:
+        if len(core.hit_log) >= DRAIN_AT:
+            core.lock.acquire()
+            try:
+                core.drain_hits()
+            except Exception:  # a failing policy must not keep the other caches waiting
+                pass
+            finally:
+                core.lock.release()
 
 
 def _reset_cores_after_fork() -> None:
-    global _maintenance_lock, _maintenance_running
+    global _live_lock, _maintenance_lock, _maintenance_running
+    _live_lock = threading.Lock()
     _maintenance_lock = threading.Lock()
     _maintenance_running = False  # the parent's thread does not exist here
     cores = list(_LIVE_CORES)
