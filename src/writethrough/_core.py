@@ -16,6 +16,7 @@ generation moved while it ran.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -560,10 +561,8 @@ def _maintain() -> None:
     """
     while True:
         time.sleep(MAINTENANCE_INTERVAL)
-        try:
+        with contextlib.suppress(Exception):  # whatever one pass meets, the next one runs
             _drain_long_logs()
-        except Exception:  # whatever one pass meets, the next one runs
-            pass
 
 
 def _drain_long_logs() -> None:
