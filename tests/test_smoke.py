@@ -12,7 +12,7 @@ def test_put_then_get_is_a_hit_and_stored() -> None:
     assert cache.stats().cache_hits == 1
 
 
-def test_sqlite_store_is_a_public_name(tmp_path: object) -> None:
+def test_sqlite_store_is_a_public_name() -> None:
     from writethrough.stores.sqlite import SQLiteStore
 
     assert wt.SQLiteStore is SQLiteStore
