@@ -18,7 +18,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 from .cache import WriteThroughCache, check_options
 from .errors import ConfigError
 
-__all__ = ["URL", "open", "parse_url", "register_scheme"]
+__all__ = ["URL", "open", "open_store", "parse_url", "register_scheme"]
 
 StoreFactory = Callable[["URL", dict[str, Any]], Any]
 
@@ -176,6 +176,33 @@ _CACHE_OPTIONS: dict[str, Callable[[str, str], Any]] = {
     "secret": lambda _n, t: t,
     "trusted_pickle": _to_bool,
 }
+
+
+def open_store(url: str, **options: Any) -> Any:
+    """The store ``url`` names, without a cache: ``open_store("postgresql://db/app?table=t")``.
+
+    Only store options are accepted (in the query or as keywords); an unknown
+    one raises ``ConfigError`` and closes the store again.
+    """
+    parsed = parse_url(url)
+    factory = _factory(parsed.scheme)
+    merged = dict(parsed.query)
+    for name, value in options.items():
+        if name in merged and merged[name] != value:
+            raise ConfigError(
+                f"option {name!r} is given twice with different values: {merged[name]!r} in the "
+                f"URL query and {value!r} as a keyword; give it once"
+            )
+        merged[name] = value
+    store = factory(parsed, merged)
+    if merged:
+        close = getattr(store, "close", None)
+        if callable(close):
+            close()
+        raise ConfigError(
+            f"unknown option(s) for {parsed.scheme}:// URLs: {', '.join(sorted(merged))}"
+        )
+    return store
 
 
 def open(url: str, **options: Any) -> WriteThroughCache:
