@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any, ClassVar
 
 from ..errors import CacheClosed, ConfigError, StoreFull
+from .base import run_batch_remove, run_batch_store
 
 __all__ = ["MemoryStore"]
 
@@ -97,6 +98,16 @@ class MemoryStore:
         with self._lock:
             self._check_open()
             return self._data.pop(key, _ABSENT) is not _ABSENT
+
+    def store_many(self, items: Sequence[tuple[Any, Any]]) -> None:
+        """Store each pair in turn (no transactions): ``BatchError`` names the keys refused."""
+        self._check_open()
+        run_batch_store(self, items)
+
+    def remove_many(self, keys: Sequence[Any]) -> list[bool]:
+        """Remove each key in turn; per key, whether it existed."""
+        self._check_open()
+        return run_batch_remove(self, keys)
 
     def close(self) -> None:
         """Refuse later calls; the data is kept so a test can still inspect it."""
