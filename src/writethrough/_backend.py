@@ -12,7 +12,7 @@ from collections.abc import Callable, Hashable
 from typing import Any
 
 from .codecs import Codec, encode_key
-from .errors import CodecError, StoreError, StoreWriteError, WriteThroughError
+from .errors import CacheClosed, CodecError, StoreError, StoreWriteError, WriteThroughError
 
 __all__ = ["Encoding", "wrap_load_error", "wrap_write_error"]
 
@@ -89,9 +89,13 @@ def wrap_load_error(exc: BaseException, key: Hashable, store: Any) -> WriteThrou
 
 def wrap_write_error(
     exc: BaseException, key: Hashable, store: Any, op: str = "writing"
-) -> StoreError:
-    """A write failure as a ``StoreError`` subclass (``StoreWriteError`` unless already typed)."""
-    if isinstance(exc, StoreError):
+) -> StoreError | CacheClosed:
+    """A write failure as a ``StoreError`` subclass (``StoreWriteError`` unless already typed).
+
+    ``CacheClosed`` passes as it is: the write was refused because the cache or
+    its store was closed, which is what the caller needs to know.
+    """
+    if isinstance(exc, StoreError | CacheClosed):
         return exc
     err = StoreWriteError(f"{op} key {key!r} to {_name(store)} failed: {exc!r}")
     err.__cause__ = exc

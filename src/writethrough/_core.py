@@ -505,7 +505,7 @@ class Core(Generic[_Gate]):
 
     # ------------------------------------------------------------ stats
 
-    def snapshot(self) -> CacheStats:
+    def snapshot(self, commits: int = 0, group_commit_members: int = 0) -> CacheStats:
         with self.lock:
             load_time, write_time = self.load_time, self.write_time
             hits = self._hits_drained + len(self.hit_log)
@@ -521,6 +521,8 @@ class Core(Generic[_Gate]):
             loads_coalesced=self.coalesced.value,
             load_time=load_time,
             write_time=write_time,
+            commits=commits,
+            group_commit_members=group_commit_members,
         )
 
 

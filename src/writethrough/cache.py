@@ -16,6 +16,7 @@ from typing import Any, NoReturn
 from ._backend import Encoding, Weigher, wrap_load_error, wrap_write_error
 from ._batches import BatchOps, wake
 from ._core import MISSING, Core, Flight
+from ._group import GroupCommit
 from ._hitpath import make_get
 from .codecs import Codec, get_codec
 from .errors import (
@@ -53,6 +54,9 @@ def check_options(
     weigher: object = None,
     secret: object = None,
     trusted_pickle: object = False,
+    group_commit: object = None,
+    group_commit_max_wait: object = 0.0,
+    group_commit_max_size: object = 256,
 ) -> tuple[int, int | None]:
     """Refuse bad cache settings with ``ConfigError``; touches nothing.
 
@@ -77,6 +81,17 @@ def check_options(
     if secret is not None and not isinstance(secret, str | bytes):
         raise ConfigError("secret must be str or bytes")
     get_codec(codec, secret=secret, trusted=bool(trusted_pickle))
+    if group_commit is not None and not isinstance(group_commit, bool):
+        raise ConfigError(f"group_commit must be True, False or None, got {group_commit!r}")
+    if (
+        isinstance(group_commit_max_wait, bool)
+        or not isinstance(group_commit_max_wait, int | float)
+        or not 0 <= group_commit_max_wait < float("inf")
+    ):
+        raise ConfigError(
+            f"group_commit_max_wait must be a number of seconds >= 0, got {group_commit_max_wait!r}"
+        )
+    _check_int("group_commit_max_size", group_commit_max_size, allow_none=False)
     return cap, max_b
 
 
@@ -88,7 +103,10 @@ class WriteThroughCache(BatchOps):
     ``codec`` encodes values for byte stores (default msgpack); ``ttl``
     (seconds) bounds how long an entry is served from memory; ``weigher``
     weighs ``MemoryStore`` entries for ``max_bytes``. ``close_store`` says
-    whether ``close()`` also closes the store.
+    whether ``close()`` also closes the store. ``group_commit`` makes concurrent
+    puts share one durable transaction (stores that write a batch in one
+    transaction; ``None``: the store's default); ``group_commit_max_wait`` and
+    ``group_commit_max_size`` bound how long a group waits and how big it gets.
     """
 
     def __init__(
@@ -104,6 +122,9 @@ class WriteThroughCache(BatchOps):
         secret: bytes | str | None = None,
         trusted_pickle: bool = False,
         close_store: bool = True,
+        group_commit: bool | None = None,
+        group_commit_max_wait: float = 0.0,
+        group_commit_max_size: int = 256,
     ) -> None:
         cap, max_b = check_options(
             capacity=capacity,
@@ -114,6 +135,9 @@ class WriteThroughCache(BatchOps):
             weigher=weigher,
             secret=secret,
             trusted_pickle=trusted_pickle,
+            group_commit=group_commit,
+            group_commit_max_wait=group_commit_max_wait,
+            group_commit_max_size=group_commit_max_size,
         )
         for method in ("load", "store", "remove"):
             if not callable(getattr(store, method, None)):
@@ -126,6 +150,23 @@ class WriteThroughCache(BatchOps):
                 f"{type(store).__name__} holds objects as they are; codec= applies to byte stores"
             )
         value_codec = get_codec(codec, secret=secret, trusted=trusted_pickle)
+        can_group = bool(getattr(store, "supports_group_commit", False))
+        if group_commit and not can_group:
+            raise ConfigError(
+                f"{type(store).__name__} cannot do group commit (it needs a store that writes "
+                "a batch atomically: SQLite, PostgreSQL, MySQL/MariaDB, Redis)"
+            )
+        if group_commit is None:
+            group_commit = can_group and bool(getattr(store, "group_commit_default", False))
+        self._group = (
+            GroupCommit(store, max_wait=group_commit_max_wait, max_size=group_commit_max_size)
+            if group_commit
+            else None
+        )
+        #: one durable write: through the writer queue, or straight to the store
+        self._write_one: Callable[[Any, Any], None] = (
+            self._group.store if self._group is not None else store.store
+        )
         self._store = store
         self._close_store = close_store
         self._enc = Encoding(store, value_codec, weigher, max_b)
@@ -278,7 +319,7 @@ class WriteThroughCache(BatchOps):
         try:
             start = _perf()
             try:
-                self._store.store(skey, svalue)
+                self._write_one(skey, svalue)
             except BaseException as exc:
                 self._write_failed(key, exc, start)
             core.finish_write(key, held, weight, _perf() - start)
@@ -324,7 +365,7 @@ class WriteThroughCache(BatchOps):
         """The store write and its outcome; the caller holds the key's gate."""
         start = _perf()
         try:
-            self._store.store(skey, svalue)
+            self._write_one(skey, svalue)
         except BaseException as exc:
             self._write_failed(key, exc, start)
         self._core.finish_write(key, value, weight, _perf() - start)
@@ -471,7 +512,15 @@ class WriteThroughCache(BatchOps):
 
     def stats(self) -> CacheStats:
         """A frozen snapshot of the statistics."""
-        return self._core.snapshot()
+        group = self._group
+        if group is None:
+            return self._core.snapshot()
+        return self._core.snapshot(commits=group.commits, group_commit_members=group.members)
+
+    @property
+    def group_commit(self) -> bool:
+        """Whether concurrent puts share commits (see ``group_commit=``)."""
+        return self._group is not None
 
     @property
     def capacity(self) -> int:
@@ -517,6 +566,8 @@ class WriteThroughCache(BatchOps):
             core.closed = True
             core.installing = False  # a put or load finishing after this installs nothing
             core.drop_all()
+        if self._group is not None:
+            self._group.close()  # queued puts fail with CacheClosed; the commit in flight ends
         if self._close_store:
             close = getattr(self._store, "close", None)
             if callable(close):

@@ -65,6 +65,8 @@ _FIELDS = (
     "loads_coalesced",
     "load_time",
     "write_time",
+    "commits",
+    "group_commit_members",
 )
 
 
@@ -74,9 +76,11 @@ class CacheStats:
     Every ``get`` counts exactly once as ``cache_hits``, ``backing_store_hits``,
     ``misses`` or ``load_errors``; ``requests`` is their sum. ``loads_coalesced``
     counts callers that waited for another caller's load. Times are cumulative
-    seconds spent in store calls. (A hand-written value class rather than a
-    dataclass: ``dataclasses`` imports ``inspect`` and would double the cost of
-    ``import writethrough``.)
+    seconds spent in store calls. With group commit, ``commits`` counts the
+    store transactions the writer queue made and ``group_commit_members`` the
+    puts they carried (their ratio is the mean group size); both stay 0 without
+    it. (A hand-written value class rather than a dataclass: ``dataclasses``
+    imports ``inspect`` and would double the cost of ``import writethrough``.)
     """
 
     __slots__ = _FIELDS
@@ -92,6 +96,8 @@ class CacheStats:
     loads_coalesced: int
     load_time: float
     write_time: float
+    commits: int
+    group_commit_members: int
 
     def __init__(
         self,
@@ -106,6 +112,8 @@ class CacheStats:
         loads_coalesced: int = 0,
         load_time: float = 0.0,
         write_time: float = 0.0,
+        commits: int = 0,
+        group_commit_members: int = 0,
     ) -> None:
         values = (
             cache_hits,
@@ -119,6 +127,8 @@ class CacheStats:
             loads_coalesced,
             load_time,
             write_time,
+            commits,
+            group_commit_members,
         )
         for name, value in zip(_FIELDS, values, strict=True):
             object.__setattr__(self, name, value)
@@ -168,4 +178,10 @@ class CacheStats:
         out: dict[str, float | int] = {name: getattr(self, name) for name in _FIELDS}
         out["requests"] = self.requests
         out["hit_ratio"] = self.hit_ratio
+        out["mean_group_size"] = self.mean_group_size
         return out
+
+    @property
+    def mean_group_size(self) -> float:
+        """Puts per group commit (0.0 without group commit)."""
+        return self.group_commit_members / self.commits if self.commits else 0.0

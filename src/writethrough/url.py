@@ -26,6 +26,10 @@ StoreFactory = Callable[["URL", dict[str, Any]], Any]
 _BUILTIN: dict[str, str] = {
     "memory": "writethrough.stores.memory:from_url",
     "sqlite": "writethrough.stores.sqlite:from_url",
+    "file": "writethrough.stores.files:from_url",
+    "redis": "writethrough.stores.redis:from_url",
+    "rediss": "writethrough.stores.redis:from_url",
+    "unix": "writethrough.stores.redis:from_url",
 }
 _REGISTRY: dict[str, StoreFactory] = {}
 
@@ -175,6 +179,9 @@ _CACHE_OPTIONS: dict[str, Callable[[str, str], Any]] = {
     "codec": lambda _n, t: t,
     "secret": lambda _n, t: t,
     "trusted_pickle": _to_bool,
+    "group_commit": _to_bool,
+    "group_commit_max_wait": _to_float,
+    "group_commit_max_size": _to_int,
 }
 
 

@@ -84,6 +84,10 @@ class BytesStore:
     """
 
     wants_bytes: ClassVar[bool] = True
+    #: ``store_many`` is one transaction, so a writer queue can group puts into it
+    supports_group_commit: ClassVar[bool] = False
+    #: whether caches over this store group commits unless told otherwise
+    group_commit_default: ClassVar[bool] = False
     _closed: bool = False
 
     def load(self, key: bytes) -> bytes | None:

@@ -2,7 +2,7 @@
 
 Durable on return: WAL journal, ``synchronous=FULL`` and autocommit, so every
 ``store`` is its own committed (and fsynced) transaction. Safe from many threads
-(one connection per thread) and several processes (SQLite's file locks, with a
+(    one connection per thread) and several processes (SQLite's file locks, with a
 busy timeout so ordinary contention waits instead of failing).
 """
 
@@ -16,7 +16,7 @@ import sqlite3
 import threading
 import weakref
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from ..errors import (
     BatchError,
@@ -70,6 +70,10 @@ class SQLiteStore(BytesStore):
     Each thread gets its own connection, opened on first use; a forked child
     opens new ones and never touches its parent's. ``close()`` closes them all.
     """
+
+    #: a batch is one transaction, so concurrent puts can share a commit
+    supports_group_commit: ClassVar[bool] = True
+    group_commit_default: ClassVar[bool] = False
 
     def __init__(
         self,

@@ -1,0 +1,374 @@
+"""Group commit: concurrent puts share a transaction, and each is durable when it returns.
+
+Against real SQLite files (the server stores join in test_group_commit_servers.py):
+grouping happens, a poisoned member fails alone, order per key holds, close
+fails the waiting and keeps the commit in flight, and SIGKILL never loses an
+acknowledged put.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import writethrough as wt
+from writethrough._group import GroupCommit
+from writethrough.errors import CacheClosed, ConfigError, StoreWriteError
+from writethrough.stores.sqlite import SQLiteStore
+
+SRC = Path(wt.__file__).resolve().parents[1]
+
+
+def _poison(path: Path, table: str = "writethrough") -> bytes:
+    """A trigger that makes SQLite refuse one value (the store itself is untouched)."""
+    conn = sqlite3.connect(path)
+    with conn:
+        conn.execute(
+            f'CREATE TRIGGER poison BEFORE INSERT ON "{table}" '
+            "WHEN NEW.value = x'deadbeef' BEGIN SELECT RAISE(ABORT, 'poisoned value'); END"
+        )
+    conn.close()
+    return b"\xde\xad\xbe\xef"  # the bytes codec stores it as it is
+
+
+class SlowStore(SQLiteStore):
+    """A real SQLiteStore whose writes wait on a gate first, so a group can be built up."""
+
+    gate: threading.Event
+    entered: threading.Event
+
+    def store(self, key: bytes, value: bytes) -> None:
+        self.entered.set()
+        self.gate.wait(10)
+        super().store(key, value)
+
+    def store_many(self, items: Any) -> None:
+        self.entered.set()
+        self.gate.wait(10)
+        super().store_many(items)
+
+
+def _slow(tmp_path: Path) -> SlowStore:
+    s = SlowStore(tmp_path / "slow.db")
+    s.gate = threading.Event()
+    s.entered = threading.Event()
+    return s
+
+
+def _wait_queued(group: GroupCommit, n: int) -> None:
+    deadline = time.monotonic() + 10
+    while len(group._queue) < n:
+        assert time.monotonic() < deadline, f"{len(group._queue)} of {n} queued"
+        time.sleep(0.001)
+
+
+# -- options
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"group_commit_max_wait": -1},
+        {"group_commit_max_wait": float("nan")},
+        {"group_commit_max_wait": "1"},
+        {"group_commit_max_size": 0},
+        {"group_commit_max_size": 2.5},
+        {"group_commit": "yes"},
+    ],
+)
+def test_bad_options_refused(tmp_path: Path, options: dict[str, Any]) -> None:
+    with pytest.raises(ConfigError):
+        wt.open(f"sqlite:///{tmp_path}/a.db", **options)
+    assert not (tmp_path / "a.db").exists()  # refused before the store was opened
+
+
+def test_store_without_transactions_refuses_group_commit() -> None:
+    with pytest.raises(ConfigError, match="group commit"):
+        wt.WriteThroughCache(wt.MemoryStore(), group_commit=True)
+    assert wt.WriteThroughCache(wt.MemoryStore()).group_commit is False
+
+
+def test_url_option(tmp_path: Path) -> None:
+    with wt.open(f"sqlite:///{tmp_path}/a.db?group_commit=true&group_commit_max_size=8") as c:
+        assert c.group_commit is True
+        c.put("k", "v")
+        assert c.stats().commits == 1 and c.stats().group_commit_members == 1
+    with wt.open(f"sqlite:///{tmp_path}/a.db?group_commit=false") as c:
+        assert c.group_commit is False
+        c.put("k", "v")
+        assert c.stats().commits == 0
+
+
+# -- grouping
+def test_concurrent_puts_share_commits(tmp_path: Path) -> None:
+    cache = wt.open(f"sqlite:///{tmp_path}/a.db", group_commit=True)
+    barrier = threading.Barrier(8)
+
+    def work(t: int) -> None:
+        barrier.wait()
+        for i in range(40):
+            cache.put(f"t{t}:{i}", i)
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(8)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    stats = cache.stats()
+    assert stats.writes == 320 and stats.group_commit_members == 320
+    assert stats.commits < 320  # some puts shared a transaction
+    assert stats.mean_group_size > 1.0
+    cache.close()
+    with SQLiteStore(tmp_path / "a.db") as s:
+        assert (
+            len(
+                s.load_many(
+                    [wt.codecs.encode_key(f"t{t}:{i}") for t in range(8) for i in range(40)]
+                )
+            )
+            == 320
+        )
+
+
+def test_a_group_is_one_transaction_and_everyone_waits_for_it(tmp_path: Path) -> None:
+    store = _slow(tmp_path)
+    cache = wt.WriteThroughCache(store, group_commit=True, codec="bytes")
+    done: list[str] = []
+    threads = [
+        threading.Thread(target=lambda i=i: (cache.put(f"k{i}", b"v"), done.append(f"k{i}")))
+        for i in range(6)
+    ]
+    threads[0].start()
+    assert store.entered.wait(5)  # the first put is committing alone
+    for th in threads[1:]:
+        th.start()
+    assert cache._group is not None
+    _wait_queued(cache._group, 5)
+    time.sleep(0.05)
+    assert done == []  # nobody returned before its commit
+    store.gate.set()
+    for th in threads:
+        th.join()
+    assert sorted(done) == [f"k{i}" for i in range(6)]
+    stats = cache.stats()
+    assert (stats.commits, stats.group_commit_members) == (2, 6)  # alone, then five at once
+    cache.close()
+
+
+def test_poisoned_member_fails_alone_in_a_group_of_50(tmp_path: Path) -> None:
+    store = _slow(tmp_path)
+    poisoned = _poison(tmp_path / "slow.db")
+    cache = wt.WriteThroughCache(store, group_commit=True, codec="bytes")
+    results: dict[int, BaseException | None] = {}
+
+    def put(i: int) -> None:
+        try:
+            cache.put(f"k{i}", poisoned if i == 17 else f"v{i}".encode())
+            results[i] = None
+        except BaseException as exc:
+            results[i] = exc
+
+    first = threading.Thread(target=put, args=(0,))
+    first.start()
+    assert store.entered.wait(5)
+    threads = [threading.Thread(target=put, args=(i,)) for i in range(1, 51)]
+    for th in threads:
+        th.start()
+    assert cache._group is not None
+    _wait_queued(cache._group, 50)
+    store.gate.set()
+    for th in [first, *threads]:
+        th.join()
+    assert isinstance(results.pop(17), StoreWriteError)
+    assert results == dict.fromkeys(results)  # every other caller succeeded
+    assert len(results) == 50
+    assert "k17" not in cache
+    assert cache.get("k17") is None
+    cache.evict_all()
+    assert cache.get_many([f"k{i}" for i in range(51) if i != 17]) == {
+        f"k{i}": f"v{i}".encode() for i in range(51) if i != 17
+    }
+    cache.close()
+
+
+def test_two_writes_of_one_key_in_a_group_keep_acceptance_order(tmp_path: Path) -> None:
+    store = _slow(tmp_path)
+    group = GroupCommit(store)
+    first = threading.Thread(target=group.store, args=(b"other", b"x"))
+    first.start()
+    assert store.entered.wait(5)
+    a = threading.Thread(target=group.store, args=(b"k", b"old"))
+    a.start()
+    _wait_queued(group, 1)
+    b = threading.Thread(target=group.store, args=(b"k", b"new"))
+    b.start()
+    _wait_queued(group, 2)
+    store.gate.set()
+    for th in (first, a, b):
+        th.join()
+    assert store.load(b"k") == b"new"
+    assert (group.commits, group.members) == (2, 3)
+    store.close()
+
+
+def test_close_fails_the_waiting_and_keeps_the_commit_in_flight(tmp_path: Path) -> None:
+    store = _slow(tmp_path)
+    cache = wt.WriteThroughCache(store, group_commit=True, codec="bytes", close_store=False)
+    results: dict[str, BaseException | None] = {}
+
+    def put(key: str) -> None:
+        try:
+            cache.put(key, b"v")
+            results[key] = None
+        except BaseException as exc:
+            results[key] = exc
+
+    leader = threading.Thread(target=put, args=("inflight",))
+    leader.start()
+    assert store.entered.wait(5)
+    waiting = [threading.Thread(target=put, args=(f"w{i}",)) for i in range(3)]
+    for th in waiting:
+        th.start()
+    assert cache._group is not None
+    _wait_queued(cache._group, 3)
+    closer = threading.Thread(target=cache.close)
+    closer.start()
+    time.sleep(0.05)
+    assert closer.is_alive()  # close waits for the commit in flight
+    store.gate.set()
+    closer.join(5)
+    leader.join(5)
+    for th in waiting:
+        th.join(5)
+    assert results.pop("inflight") is None
+    assert store.load(wt.codecs.encode_key("inflight")) == b"v"  # reported done: stored
+    assert len(results) == 3
+    for error in results.values():
+        assert isinstance(error, CacheClosed), repr(error)
+    for i in range(3):
+        assert store.load(wt.codecs.encode_key(f"w{i}")) is None
+    with pytest.raises(CacheClosed):
+        cache.put("late", b"v")
+    store.close()
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    plans=st.lists(
+        st.lists(
+            st.tuples(
+                st.sampled_from(["put", "get", "evict"]), st.integers(0, 3), st.integers(0, 99)
+            ),
+            min_size=1,
+            max_size=12,
+        ),
+        min_size=2,
+        max_size=5,
+    )
+)
+def test_memory_agrees_with_the_store_under_interleavings(
+    tmp_path: Path, plans: list[list[tuple[str, int, int]]]
+) -> None:
+    """Whatever the interleaving, a key held in memory holds what the store holds (rule 5)."""
+    path = tmp_path / f"h{random.getrandbits(40)}.db"
+    cache = wt.open(f"sqlite:///{path}?synchronous=off", group_commit=True, capacity=3)
+    barrier = threading.Barrier(len(plans))
+    errors: list[BaseException] = []
+
+    def run(plan: list[tuple[str, int, int]]) -> None:
+        barrier.wait()
+        try:
+            for op, k, v in plan:
+                if op == "put":
+                    cache.put(k, v)
+                elif op == "get":
+                    cache.get(k)
+                else:
+                    cache.evict(k)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(p,)) for p in plans]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert errors == []
+    store = cache.backing_store
+    for k in range(4):
+        raw = store.load(wt.codecs.encode_key(k))
+        if k in cache._core.data:
+            assert raw is not None and cache._core.data[k] == wt.MsgpackCodec().decode(raw)
+    cache.close()
+
+
+# -- the promise under a crash
+_CRASH_CHILD = r"""
+import sys, threading, os
+import writethrough as wt
+cache = wt.open(sys.argv[1], group_commit=True)
+out = os.fdopen(1, "w", buffering=1)
+lock = threading.Lock()
+def work(t):
+    i = 0
+    while True:
+        key = f"t{t}:{i}"
+        cache.put(key, key * 3)
+        with lock:
+            out.write(key + "\n")
+        i += 1
+out.write("ready\n")
+for t in range(8):
+    threading.Thread(target=work, args=(t,), daemon=True).start()
+threading.Event().wait()
+"""
+
+
+def _crash_rounds(url: str, rounds: int, read_back: Any) -> None:
+    rng = random.Random(int.from_bytes(os.urandom(4), "big"))
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    for _ in range(rounds):
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _CRASH_CHILD, url],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+        )
+        assert proc.stdout is not None
+        if proc.stdout.readline() != b"ready\n":
+            proc.kill()
+            pytest.fail(f"the child did not start: {proc.communicate()[1].decode()[-2000:]}")
+        time.sleep(rng.uniform(0.02, 0.25))
+        proc.send_signal(signal.SIGKILL)
+        acked = proc.stdout.read().decode().split()
+        proc.wait()
+        acked = [k for k in acked if k.count(":") == 1]  # the last line may be cut short
+        assert acked, "no put was acknowledged before the kill"
+        found = read_back(acked)
+        missing = [k for k in acked if found.get(k) != k * 3]
+        assert not missing, f"{len(missing)} acknowledged puts lost, e.g. {missing[:3]}"
+
+
+def test_sigkill_never_loses_an_acknowledged_put_sqlite(tmp_path: Path) -> None:
+    path = tmp_path / "crash.db"
+    url = f"sqlite:///{path}"
+
+    def read_back(keys: list[str]) -> dict[str, Any]:
+        with wt.open(url, group_commit=False) as cache:
+            return cache.get_many(keys)
+
+    _crash_rounds(url, 20, read_back)
