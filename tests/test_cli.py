@@ -111,6 +111,20 @@ def test_bench_options_reach_the_cache() -> None:
     assert data["distribution"] == "uniform"
 
 
+def test_bench_group_commit_reports_commits_and_mean_group(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/gc.db?synchronous=normal"
+    data = bench_json(url, *SMALL, "--threads", "4", "--read-ratio", "0.1", "--group-commit")
+    check_figures(data, ops=2000, keys=200)
+    stats = data["stats"]
+    assert data["group_commit"] is True
+    assert stats["group_commit_members"] == stats["writes"] + stats["write_errors"]
+    assert 0 < stats["commits"] <= stats["group_commit_members"]
+    assert stats["mean_group_size"] == stats["group_commit_members"] / stats["commits"]
+    off = bench_json(url, *SMALL, "--no-group-commit")
+    assert off["group_commit"] is False and off["stats"]["commits"] == 0
+    assert data["durability"] is None  # SQLite's durability is the file's, not a server's
+
+
 def test_bench_only_reads_or_only_writes() -> None:
     reads = bench_json("memory://", *SMALL, "--read-ratio", "1")
     assert reads["latency"]["put"]["count"] == 0

@@ -87,20 +87,28 @@ def print_result(console: Console, result: BenchResult, target: str) -> None:
         f"{cfg.ops:,} ops, {cfg.threads} thread(s), {cfg.read_ratio:.0%} reads, "
         f"{cfg.value_size} B values, {cfg.distribution}, seed {cfg.seed}",
     )
+    setup.add_row("group commit", "on" if result.group_commit else "off")
     setup.add_row("python", f"{platform.python_version()} ({sys.platform})")
     console.print(setup)
+    if result.durability is not None:
+        console.print(f"[bold yellow]durability:[/bold yellow] {result.durability}")
 
     stats = result.stats
     headline = Table(title="results (timed run)", title_justify="left")
-    for name in ("ops/s", "hit ratio", "time in store", "entries held", "wall time"):
-        headline.add_column(name, justify="right")
-    headline.add_row(
+    columns = ["ops/s", "hit ratio", "time in store", "entries held", "wall time"]
+    cells = [
         f"{result.ops_per_second:,.0f}",
         _pct(stats.hit_ratio),
         _pct(result.store_share),
         f"{result.entries_held:,}",
         f"{result.wall_seconds:.2f} s",
-    )
+    ]
+    if result.group_commit:
+        columns[1:1] = ["commits", "mean group"]
+        cells[1:1] = [f"{stats.commits:,}", f"{stats.mean_group_size:.2f}"]
+    for name in columns:
+        headline.add_column(name, justify="right")
+    headline.add_row(*cells)
     console.print(headline)
 
     latency = Table(title="latency (µs)", title_justify="left")
@@ -137,6 +145,8 @@ def _stat(name: str, value: float) -> str:
         return f"{value:.3f} s"
     if name == "hit_ratio":
         return _pct(value)
+    if name == "mean_group_size":
+        return f"{value:.2f}"
     return f"{int(value):,}"
 
 
@@ -197,6 +207,8 @@ def result_json(result: BenchResult, target: str) -> dict[str, Any]:
         "hit_ratio": result.stats.hit_ratio,
         "store_time_share": result.store_share,
         "entries_held": result.entries_held,
+        "group_commit": result.group_commit,
+        "durability": result.durability,
         "classified": result.classified,
         "latency": {name: _latency_json(lat) for name, lat in result.latency.items()},
         "stats": result.stats.as_dict(),

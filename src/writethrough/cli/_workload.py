@@ -133,6 +133,8 @@ class BenchResult:
     classified: bool  # hits and misses told apart exactly (one thread; else nearly)
     stats: wt.CacheStats  # the timed run's counters (preload and check excluded)
     entries_held: int
+    group_commit: bool = False
+    durability: str | None = None  # the store's own words, when a server decides it
     consistency: Consistency | None = None
 
     @property
@@ -329,7 +331,15 @@ def _result(
         classified=cfg.threads == 1,
         stats=stats,
         entries_held=len(cache),
+        group_commit=cache.group_commit,
+        durability=_durability(cache.backing_store),
     )
+
+
+def _durability(store: object) -> str | None:
+    """What the store says about surviving a crash, when it depends on the server."""
+    text = getattr(store, "durability", None)
+    return text if isinstance(text, str) else None
 
 
 def check_consistency(cache: wt.WriteThroughCache, n_keys: int) -> Consistency:

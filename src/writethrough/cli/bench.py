@@ -168,6 +168,11 @@ def _target(url: str | None) -> Iterator[tuple[str, str]]:
     default=None,
     help="Seed for keys, operations and values.  [default: random, shown in the output]",
 )
+@click.option(
+    "--group-commit/--no-group-commit",
+    default=None,
+    help="Let concurrent puts share commits (SQL stores).  [default: the store's]",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables.")
 @click.option(
     "--keep",
@@ -185,6 +190,7 @@ def bench(
     value_size: int,
     distribution: Distribution,
     seed: int | None,
+    group_commit: bool | None,
     as_json: bool,
     keep: bool,
 ) -> None:
@@ -193,10 +199,10 @@ def bench(
             query = parse_url(url).query
         except ConfigError as exc:
             raise click.BadParameter(str(exc), param_hint="URL") from None
-        for name in ("capacity", "policy"):
+        for name in ("capacity", "policy", "group_commit"):
             if name in query:
                 raise click.BadParameter(
-                    f"set the cache's {name} with --{name}, not in the URL query",
+                    f"set the cache's {name} with --{name.replace('_', '-')}, not in the URL query",
                     param_hint="URL",
                 )
     cfg = BenchConfig(
@@ -215,6 +221,8 @@ def bench(
     options: dict[str, Any] = {"capacity": cfg.capacity}
     if cfg.policy is not None:
         options["policy"] = cfg.policy
+    if group_commit is not None:
+        options["group_commit"] = group_commit
     with _target(url) as (open_url, shown):
         try:
             cache = wt.open(open_url, **options)
