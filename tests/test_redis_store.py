@@ -303,27 +303,6 @@ def test_big_batches(store: RedisStore) -> None:
     assert store.remove_many([k for k, _ in items]).count(True) == 10_000
 
 
-def test_put_many_is_much_faster_than_single_puts(prefix: str) -> None:
-    with wt.WriteThroughCache(RedisStore(prefix=prefix)) as cache:
-        batch = {f"key-{i}": b"x" * 100 for i in range(100)}
-
-        def singles() -> float:
-            start = time.perf_counter()
-            for key, value in batch.items():
-                cache.put(key, value)
-            return time.perf_counter() - start
-
-        def many() -> float:
-            start = time.perf_counter()
-            cache.put_many(batch)
-            return time.perf_counter() - start
-
-        singles(), many()  # warm up
-        single = min(singles() for _ in range(5))
-        batched = min(many() for _ in range(5))
-        assert single / batched >= 5, (single, batched)
-
-
 def test_group_commit_over_mset(prefix: str) -> None:
     with wt.WriteThroughCache(RedisStore(prefix=prefix), group_commit=True) as cache:
         assert cache.group_commit is True

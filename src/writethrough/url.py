@@ -30,6 +30,8 @@ _BUILTIN: dict[str, str] = {
     "redis": "writethrough.stores.redis:from_url",
     "rediss": "writethrough.stores.redis:from_url",
     "unix": "writethrough.stores.redis:from_url",
+    "mysql": "writethrough.stores.mysql:from_url",
+    "mariadb": "writethrough.stores.mysql:from_url",
 }
 _REGISTRY: dict[str, StoreFactory] = {}
 
