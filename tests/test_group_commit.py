@@ -348,14 +348,18 @@ def _crash_rounds(url: str, rounds: int, read_back: Any) -> None:
             stderr=subprocess.PIPE,
             env=env,
         )
-        assert proc.stdout is not None
-        if proc.stdout.readline() != b"ready\n":
-            proc.kill()
-            pytest.fail(f"the child did not start: {proc.communicate()[1].decode()[-2000:]}")
-        time.sleep(rng.uniform(0.02, 0.25))
-        proc.send_signal(signal.SIGKILL)
-        acked = proc.stdout.read().decode().split()
-        proc.wait()
+        try:
+            assert proc.stdout is not None
+            if proc.stdout.readline() != b"ready\n":
+                pytest.fail(
+                    f"the child did not start: {proc.communicate(timeout=30)[1].decode()[-2000:]}"
+                )
+            time.sleep(rng.uniform(0.02, 0.25))
+            proc.send_signal(signal.SIGKILL)
+            acked = proc.stdout.read().decode().split()
+        finally:
+            proc.kill()  # never leave a writer behind, whatever failed
+            proc.wait()
         acked = [k for k in acked if k.count(":") == 1]  # the last line may be cut short
         assert acked, "no put was acknowledged before the kill"
         found = read_back(acked)
