@@ -30,6 +30,8 @@ _BUILTIN: dict[str, str] = {
     "redis": "writethrough.stores.redis:from_url",
     "rediss": "writethrough.stores.redis:from_url",
     "unix": "writethrough.stores.redis:from_url",
+    "postgresql": "writethrough.stores.postgres:from_url",
+    "postgres": "writethrough.stores.postgres:from_url",
     "mysql": "writethrough.stores.mysql:from_url",
     "mariadb": "writethrough.stores.mysql:from_url",
 }
