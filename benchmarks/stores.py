@@ -1,0 +1,406 @@
+"""Every store's path through the cache against the raw driver doing the same thing.
+
+The baseline is what a program would do without the cache (DESIGN P2): the same
+statement or command on the same table / prefix / directory, with the key
+encoded by ``writethrough.codecs.encode_key`` and the value by msgpack exactly
+as the cache's default codec does it, and the same durability:
+
+- SQLite: the same upsert and select, WAL, ``synchronous=FULL``, autocommit;
+- PostgreSQL: one psycopg connection, autocommit, the store's upsert and select;
+- MariaDB: one PyMySQL connection, autocommit, the store's upsert and select;
+- Redis: ``redis.Redis.set`` / ``get`` on one client;
+- files: a temporary file, ``fsync``, ``rename``, directory ``fsync``; reads open
+  and read the file.
+
+Figures per store:
+
+- put: ``cache.put(k, v)`` vs raw write of ``encode_key(k)``, ``packb(v)``;
+- get-miss: a cache of capacity 1 reading keys in a cycle (every get misses, loads
+  and evicts) vs raw read + ``unpackb``;
+- put_many: throughput of ``cache.put_many`` of 100 entries vs 100 ``cache.put``.
+
+Rounds interleave the sides, alternating which goes first; the table shows the
+median of the per-round means. Targets: put <= 1.10x, get-miss <= 1.15x,
+put_many(100) >= 5x. A store whose server is not reachable is reported, not measured.
+
+    python benchmarks/stores.py [--stores sqlite,files,postgres,redis,mysql] [--rounds 5] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import statistics
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import _util
+import msgpack  # type: ignore[import-untyped]
+
+import writethrough as wt
+from writethrough.codecs import encode_key
+
+TARGETS = {"put": 1.10, "get-miss": 1.15, "put_many(100)": 5.0}
+VALUE_SIZE = 100
+N_KEYS = 2000
+PG = "postgresql://postgres@127.0.0.1:5432/test"
+MYSQL = "mysql://root@127.0.0.1:3306/test"
+REDIS = "redis://127.0.0.1:6379/0"
+
+RawPut = Callable[[bytes, bytes], None]
+RawGet = Callable[[bytes], Any]
+
+
+class Backend:
+    """One store: its URL for the cache, the raw write and read, and cleanup."""
+
+    name = ""
+    puts_per_round = 200
+    gets_per_round = 1000
+
+    def __init__(self, tmp: str) -> None:
+        self.tmp = tmp
+        self.table = f"wt_bench_{uuid.uuid4().hex[:10]}"
+
+    def url(self) -> str:
+        raise NotImplementedError
+
+    def raw(self) -> tuple[RawPut, RawGet]:
+        raise NotImplementedError
+
+    def cleanup(self) -> None:
+        """Remove the benchmark's table / keys."""
+
+
+class SQLite(Backend):
+    name = "sqlite"
+
+    def url(self) -> str:
+        return f"sqlite:///{self.tmp}/bench.db?table={self.table}"
+
+    def raw(self) -> tuple[RawPut, RawGet]:
+        import sqlite3
+
+        conn = sqlite3.connect(f"{self.tmp}/bench.db", isolation_level=None)
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = FULL")
+        upsert = (
+            f'INSERT INTO "{self.table}" (key, value) VALUES (?, ?) '
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+        )
+        select = f'SELECT value FROM "{self.table}" WHERE key = ?'
+        execute = conn.execute
+
+        def put(k: bytes, v: bytes) -> None:
+            execute(upsert, (k, v))
+
+        def get(k: bytes) -> Any:
+            row = execute(select, (k,)).fetchone()
+            return None if row is None else row[0]
+
+        return put, get
+
+
+class Files(Backend):
+    name = "files"
+    puts_per_round = 100
+
+    def url(self) -> str:
+        return f"file://{self.tmp}/files"
+
+    def raw(self) -> tuple[RawPut, RawGet]:
+        root = f"{self.tmp}/raw-files"
+        os.makedirs(root, exist_ok=True)
+        dir_fd = os.open(root, os.O_RDONLY)
+        counter = iter(range(1 << 62))
+
+        def path(k: bytes) -> str:
+            return f"{root}/{hashlib.blake2b(k, digest_size=32).hexdigest()}"
+
+        def put(k: bytes, v: bytes) -> None:
+            final = path(k)
+            tmp = f"{root}/.tmp-{next(counter)}"
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            try:
+                os.write(fd, v)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, final)
+            os.fsync(dir_fd)
+
+        def get(k: bytes) -> Any:
+            try:
+                with open(path(k), "rb") as f:
+                    return f.read()
+            except FileNotFoundError:
+                return None
+
+        return put, get
+
+
+class Postgres(Backend):
+    name = "postgres"
+
+    def url(self) -> str:
+        return f"{PG}?table={self.table}"
+
+    def raw(self) -> tuple[RawPut, RawGet]:
+        import psycopg
+        from psycopg import sql
+
+        conn = psycopg.connect(PG, autocommit=True)
+        q = sql.Identifier(self.table)
+        upsert = (
+            sql.SQL(
+                "INSERT INTO {} (key, value) VALUES (%s, %s) "
+                "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
+            )
+            .format(q)
+            .as_bytes(conn)
+        )
+        select = sql.SQL("SELECT value FROM {} WHERE key = %s").format(q).as_bytes(conn)
+        execute = conn.execute
+
+        def put(k: bytes, v: bytes) -> None:
+            execute(upsert, (k, v), prepare=True)
+
+        def get(k: bytes) -> Any:
+            row = execute(select, (k,), prepare=True).fetchone()
+            return None if row is None else row[0]
+
+        return put, get
+
+    def cleanup(self) -> None:
+        import psycopg
+        from psycopg import sql
+
+        with psycopg.connect(PG, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(self.table)))
+
+
+class MySQL(Backend):
+    name = "mysql"
+
+    def url(self) -> str:
+        return f"{MYSQL}?table={self.table}"
+
+    def raw(self) -> tuple[RawPut, RawGet]:
+        import pymysql
+
+        conn = pymysql.connect(host="127.0.0.1", user="root", database="test", autocommit=True)
+        cur = conn.cursor()
+        upsert = (
+            f"INSERT INTO `{self.table}` (k, n, parts, v) VALUES (%s, 0, 1, %s) "
+            "ON DUPLICATE KEY UPDATE parts = 1, v = VALUES(v)"
+        )
+        select = f"SELECT parts, v FROM `{self.table}` WHERE k = %s AND n = 0"
+        execute = cur.execute
+
+        def put(k: bytes, v: bytes) -> None:
+            execute(upsert, (k, v))
+
+        def get(k: bytes) -> Any:
+            execute(select, (k,))
+            row = cur.fetchone()
+            return None if row is None else row[1]
+
+        return put, get
+
+    def cleanup(self) -> None:
+        import pymysql
+
+        conn = pymysql.connect(host="127.0.0.1", user="root", database="test")
+        with conn.cursor() as cur:
+            cur.execute(f"DROP TABLE IF EXISTS `{self.table}`")
+        conn.close()
+
+
+class Redis(Backend):
+    name = "redis"
+    puts_per_round = 1000
+
+    def url(self) -> str:
+        return f"{REDIS}?prefix={self.table}:"
+
+    def raw(self) -> tuple[RawPut, RawGet]:
+        import redis
+
+        client = redis.Redis(host="127.0.0.1", port=6379)
+        prefix = f"{self.table}:".encode()
+
+        def put(k: bytes, v: bytes) -> None:
+            client.set(prefix + k, v)
+
+        def get(k: bytes) -> Any:
+            return client.get(prefix + k)
+
+        return put, get
+
+    def cleanup(self) -> None:
+        import redis
+
+        client = redis.Redis(host="127.0.0.1", port=6379)
+        for key in client.scan_iter(match=f"{self.table}:*", count=1000):
+            client.delete(key)
+        client.close()
+
+
+BACKENDS: dict[str, type[Backend]] = {b.name: b for b in (SQLite, Files, Postgres, Redis, MySQL)}
+
+
+def measure(backend: Backend, rounds: int) -> dict[str, Any]:
+    """Per-op µs of ours and raw for put and get-miss, and the put_many speed-up."""
+    keys = [f"key:{i:06d}" for i in range(N_KEYS)]
+    values = [os.urandom(VALUE_SIZE) for _ in range(N_KEYS)]
+    cache = wt.open(backend.url(), capacity=N_KEYS)
+    miss_cache = wt.open(backend.url(), capacity=1)
+    try:
+        for lo in range(0, N_KEYS, 500):
+            cache.put_many(dict(zip(keys[lo : lo + 500], values[lo : lo + 500], strict=True)))
+        cache.evict_all()
+        raw_put, raw_get = backend.raw()
+        packb = msgpack.Packer(use_bin_type=True, strict_types=False).pack  # as MsgpackCodec
+        unpackb = msgpack.unpackb
+        n_put, n_get = backend.puts_per_round, backend.gets_per_round
+        put_keys = [keys[i % N_KEYS] for i in range(n_put)]
+        get_keys = [keys[(i * 7) % N_KEYS] for i in range(n_get)]
+        ns = time.perf_counter_ns
+        batch = dict(zip(keys[:100], values[:100], strict=True))
+
+        def ours_put() -> float:
+            put = cache.put
+            t0 = ns()
+            for k in put_keys:
+                put(k, values[0])
+            return (ns() - t0) / n_put / 1e3
+
+        def raw_put_op() -> float:
+            t0 = ns()
+            for k in put_keys:
+                raw_put(encode_key(k), packb(values[0]))
+            return (ns() - t0) / n_put / 1e3
+
+        def ours_get() -> float:
+            get = miss_cache.get
+            t0 = ns()
+            for k in get_keys:
+                get(k)
+            return (ns() - t0) / n_get / 1e3
+
+        def raw_get_op() -> float:
+            t0 = ns()
+            for k in get_keys:
+                raw = raw_get(encode_key(k))
+                if raw is not None:
+                    unpackb(raw)
+            return (ns() - t0) / n_get / 1e3
+
+        def singles_100() -> float:
+            put = cache.put
+            t0 = ns()
+            for k, v in batch.items():
+                put(k, v)
+            return (ns() - t0) / 1e3
+
+        def many_100() -> float:
+            t0 = ns()
+            cache.put_many(batch)
+            return (ns() - t0) / 1e3
+
+        pairs = {
+            "put": (ours_put, raw_put_op),
+            "get-miss": (ours_get, raw_get_op),
+            "put_many(100)": (many_100, singles_100),
+        }
+        for ours, raw in pairs.values():  # warm up: connections, prepared statements
+            ours(), raw()
+        samples: dict[str, tuple[list[float], list[float]]] = {n: ([], []) for n in pairs}
+        for r in range(rounds):
+            for name, (ours, raw) in pairs.items():
+                first, second = (ours, raw) if r % 2 == 0 else (raw, ours)
+                a, b = first(), second()
+                o, w = (a, b) if r % 2 == 0 else (b, a)
+                samples[name][0].append(o)
+                samples[name][1].append(w)
+        durability = getattr(cache.backing_store, "durability", None)
+    finally:
+        cache.close()
+        miss_cache.close()
+        backend.cleanup()
+    out: dict[str, Any] = {"durability": durability}
+    for name, (o, w) in samples.items():
+        out[name] = {"ours_us": statistics.median(o), "raw_us": statistics.median(w)}
+    return out
+
+
+def run(stores: list[str], rounds: int) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(dir=os.environ.get("WT_BENCH_DIR")) as tmp:
+        for name in stores:
+            backend = BACKENDS[name](tmp)
+            try:
+                results[name] = measure(backend, rounds)
+            except (wt.WriteThroughError, ImportError, OSError) as exc:
+                results[name] = {"error": f"{type(exc).__name__}: {exc}"}
+    return {"stores": results}
+
+
+def report(result: dict[str, Any], env: dict[str, Any]) -> None:
+    _util.print_environment(env)
+    print(
+        f"\n{VALUE_SIZE}-byte values, msgpack on both sides; µs per op (put_many: µs per "
+        "100 entries); median of interleaved rounds\n"
+    )
+    rows = []
+    for store, figures in result["stores"].items():
+        if "error" in figures:
+            rows.append([store, "not measured", figures["error"][:60], "", "", "", ""])
+            continue
+        put, miss, many = figures["put"], figures["get-miss"], figures["put_many(100)"]
+        rows.append(
+            [
+                store,
+                f"{put['ours_us']:.1f} / {put['raw_us']:.1f}",
+                _util.ratio(put["ours_us"], put["raw_us"]),
+                f"{miss['ours_us']:.1f} / {miss['raw_us']:.1f}",
+                _util.ratio(miss["ours_us"], miss["raw_us"]),
+                f"{many['ours_us']:.0f} / {many['raw_us']:.0f}",
+                f"{many['raw_us'] / many['ours_us']:.1f}x",
+            ]
+        )
+    headers = [
+        "store",
+        "put ours/raw",
+        "put (<=1.10x)",
+        "get-miss ours/raw",
+        "miss (<=1.15x)",
+        "many(100)/100 puts",
+        "speed-up (>=5x)",
+    ]
+    print(_util.table(headers, rows))
+    for store, figures in result["stores"].items():
+        if figures.get("durability"):
+            print(f"\n{store} durability: {figures['durability']}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--stores", default=",".join(BACKENDS))
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    stores = [s.strip() for s in args.stores.split(",") if s.strip()]
+    unknown = [s for s in stores if s not in BACKENDS]
+    if unknown:
+        parser.error(f"unknown store(s) {unknown}; choose from {', '.join(BACKENDS)}")
+    env = _util.environment(["msgpack", "psycopg", "redis", "hiredis", "PyMySQL"])
+    _util.emit(args.json, env, run(stores, args.rounds), report, TARGETS)
+
+
+if __name__ == "__main__":
+    main()
