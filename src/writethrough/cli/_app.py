@@ -7,6 +7,7 @@ import click
 import writethrough as wt
 
 from .bench import bench
+from .simulate import simulate_command
 
 __all__ = ["cli"]
 
@@ -22,3 +23,4 @@ def cli() -> None:
 
 
 cli.add_command(bench)
+cli.add_command(simulate_command)
