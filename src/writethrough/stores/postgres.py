@@ -186,8 +186,19 @@ class PostgresStore(BytesStore):
             ddl = sql.SQL(
                 "CREATE TABLE IF NOT EXISTS {} (key bytea PRIMARY KEY, value bytea NOT NULL)"
             ).format(sql.Identifier(*self._parts))
-            # another process may create it at the same moment (the pg_type race): re-check
-            with contextlib.suppress(pg_errors.UniqueViolation, pg_errors.DuplicateTable):
+            # Concurrent CREATE TABLE IF NOT EXISTS of one name can still fail on the
+            # pg_type row ("type ... already exists"): creators of one name take an
+            # advisory lock for the transaction, and a creator outside it is tolerated.
+            lock = sql.SQL("SELECT pg_advisory_xact_lock(hashtext({}))").format(
+                sql.Literal(".".join(self._parts))
+            )
+            with (
+                contextlib.suppress(
+                    pg_errors.UniqueViolation, pg_errors.DuplicateTable, pg_errors.DuplicateObject
+                ),
+                conn.transaction(),
+            ):
+                conn.execute(lock)
                 conn.execute(ddl)
             found = _find_table(conn, self._parts)
             if found is None:
