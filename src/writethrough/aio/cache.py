@@ -16,6 +16,7 @@ may not have, and a write's order is never overtaken.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Hashable, Iterable, Mapping
@@ -57,8 +58,14 @@ _T = TypeVar("_T")
 _Held = tuple[Hashable, asyncio.Lock, bool]  # a key, its gate, whether this caller locked it
 
 
-def _current_task() -> object:
-    return asyncio.current_task()
+#: Who runs a load or compute: set in the task a leader spawns, and inherited by
+#: what that task starts (tasks, ``asyncio.to_thread``), so a compute function
+#: that re-enters the cache on its own key is recognised wherever it runs.
+_OWNER: contextvars.ContextVar[object] = contextvars.ContextVar("writethrough_owner", default=None)
+
+
+def _owner_id() -> object:
+    return _OWNER.get() or asyncio.current_task()
 
 
 class AsyncWriteThroughCache(CacheView):
@@ -75,7 +82,7 @@ class AsyncWriteThroughCache(CacheView):
     def __init__(self, store: Any, *, threads: int = 8, **options: Unpack[CacheOptions]) -> None:
         io = to_async_store(store, threads=threads)
         self._configure(
-            io, getattr(io, "sync", None), asyncio.Lock, asyncio.Event, _current_task, **options
+            io, getattr(io, "sync", None), asyncio.Lock, asyncio.Event, _owner_id, **options
         )
         self._store = store
         self._io = io
@@ -146,15 +153,20 @@ class AsyncWriteThroughCache(CacheView):
     async def _lead(self, flights: list[Flight], work: Coroutine[Any, Any, _T]) -> _T:
         """Run a load or compute the caller leads in a task of its own, and await it shielded.
 
-        The task owns the flights (a compute re-entering its own key is caught).
+        The task owns the flights (a compute re-entering its own key is caught:
+        ``ReentrantCompute``).
         """
-        task = self._spawn(work)
+        owner = object()
+        context = contextvars.copy_context()
+        context.run(_OWNER.set, owner)
         for flight in flights:
-            flight.owner = task
-        return await asyncio.shield(task)
+            flight.owner = owner
+        return await asyncio.shield(self._spawn(work, context))
 
-    def _spawn(self, work: Coroutine[Any, Any, _T]) -> asyncio.Task[_T]:
-        task = asyncio.get_running_loop().create_task(work)
+    def _spawn(
+        self, work: Coroutine[Any, Any, _T], context: contextvars.Context | None = None
+    ) -> asyncio.Task[_T]:
+        task = asyncio.get_running_loop().create_task(work, context=context)
         self._tasks.add(task)  # a strong reference until done, even if its caller left
         task.add_done_callback(self._tasks.discard)
         return task
@@ -400,12 +412,11 @@ class AsyncWriteThroughCache(CacheView):
     async def aclose(self) -> None:
         """Drop everything held and refuse later calls; closes the store if ``close_store``.
 
-        Operations already running (a shielded write whose caller left) finish first.
+        As with ``close()`` of the threaded cache, operations in flight are not
+        waited for: they finish on their own and install nothing.
         """
         if not self._shut():
             return
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
         loop = asyncio.get_running_loop()
         if self._group is not None:
             # queued puts fail with CacheClosed; the commit in flight ends (in a thread)

@@ -186,6 +186,8 @@ def to_async_store(store: Any, *, threads: int = 8) -> Any:
     PostgreSQL and Redis get their async drivers (call ``await s.open()`` before
     use); ``MemoryStore`` is called inline; any other store runs in threads.
     """
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ConfigError(f"threads must be an int >= 1, got {threads!r}")
     if is_async_store(store):
         return store
     from ..stores.memory import MemoryStore
