@@ -40,6 +40,7 @@ class GatedAsyncStore(AsyncStoreBase):
         self.release = asyncio.Event()
         self.entered = asyncio.Event()
         self.fail_loads = 0
+        self.gate_batches = False  # load_many waits for release too
 
     async def _gate(self, key: Hashable) -> None:
         if key in self.gated:
@@ -70,6 +71,9 @@ class GatedAsyncStore(AsyncStoreBase):
 
     async def load_many(self, keys: Iterable[Hashable]) -> dict[Hashable, Any]:
         self.calls["load_many"] += 1
+        keys = list(keys)
+        if self.gate_batches:
+            await self.release.wait()
         return {k: self.data[k] for k in keys if k in self.data}
 
     async def store_many(self, items: Sequence[tuple[Hashable, Any]]) -> None:
@@ -133,11 +137,35 @@ async def test_failed_load_reaches_every_waiter_and_caches_nothing() -> None:
     await cache.aclose()
 
 
+async def test_concurrent_misses_of_different_keys_share_batched_reads() -> None:
+    store = GatedAsyncStore()
+    store.data.update({f"k{i}": i for i in range(100)})
+    store.data["gate"] = "g"
+    store.gated.add("gate")
+    store.gate_batches = True
+    cache = AsyncWriteThroughCache(store, capacity=200)
+    first = asyncio.create_task(cache.get("gate"))  # a read in flight: later misses batch up
+    await asyncio.wait_for(store.entered.wait(), WAIT)
+    tasks = [asyncio.create_task(cache.get(f"k{i}")) for i in range(100)]
+    await _until(lambda: store.calls["load_many"] >= 1, "the batch read")
+    tasks[7].cancel()  # a batched caller that leaves changes nothing for the others
+    store.release.set()
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    assert isinstance(results[7], asyncio.CancelledError)
+    assert [r for i, r in enumerate(results) if i != 7] == [i for i in range(100) if i != 7]
+    assert await first == "g"
+    assert (store.calls["load"], store.calls["load_many"]) == (1, 1)
+    s = cache.stats()
+    assert (s.backing_store_hits, s.misses, s.loads_coalesced) == (101, 0, 0)
+    assert len(cache) == 101 and cache._core.flights == {}
+    await cache.aclose()
+
+
 # ---------------------------------------------------------------- cancellation
 
 
 @pytest.mark.parametrize("cancelled", ["waiter", "leader"])
-async def test_cancelling_a_caller_never_cancels_the_shared_load(cancelled: str) -> None:
+async def test_cancelling_a_caller_never_fails_the_shared_load(cancelled: str) -> None:
     store = GatedAsyncStore()
     store.data["k"] = "v"
     store.gated.add("k")
@@ -153,9 +181,35 @@ async def test_cancelling_a_caller_never_cancels_the_shared_load(cancelled: str)
     store.release.set()
     others = [t for t in [leader, *waiters] if t is not victim]
     assert await asyncio.gather(*others) == ["v"] * 3
-    assert store.calls["load"] == 1
+    # a cancelled leader hands the read over: a task of its own loads again for the waiters
+    assert store.calls["load"] == (2 if cancelled == "leader" else 1)
     assert cache._core.data == {"k": "v"}  # the load finished and installed
     assert cache._core._waiting_on == {}
+    await cache.aclose()
+
+
+async def test_cancelled_get_many_leader_hands_its_loads_over() -> None:
+    store = GatedAsyncStore()
+    store.data.update(a=1, b=2)
+    cache = AsyncWriteThroughCache(store, capacity=8)
+    gate = asyncio.Event()
+    original = store.load_many
+
+    async def slow_load_many(keys: Iterable[Hashable]) -> dict[Hashable, Any]:
+        await gate.wait()
+        return await original(keys)
+
+    store.load_many = slow_load_many  # type: ignore[method-assign]
+    leader = asyncio.create_task(cache.get_many(["a", "b"]))
+    await _until(lambda: len(cache._core.flights) == 2, "the batch load")
+    waiters = [asyncio.create_task(cache.get(k)) for k in ("a", "b")]
+    await _waiting(cache, "a/b", 2)
+    leader.cancel()
+    await asyncio.sleep(0.01)
+    gate.set()
+    assert await asyncio.gather(*waiters) == [1, 2]
+    assert leader.cancelled() and cache._core.flights == {}
+    assert cache._core.data == {"a": 1, "b": 2}
     await cache.aclose()
 
 

@@ -5,12 +5,15 @@ when to install, what to evict, what a failure does to the local entry); this
 module awaits the store and the waiters. Gates are ``asyncio.Lock``, a flight's
 signal an ``asyncio.Event``, and a flight's owner the task that runs its load.
 
-Cancellation never breaks a shared operation: a load, compute or write runs in
-a task of its own, which the caller awaits through ``asyncio.shield``. A
-cancelled caller (or one whose ``asyncio.timeout`` expired) stops waiting; the
-operation finishes for everyone else, settles its flight, releases its gates,
-and reports its outcome to the core, so the cache never holds a value the store
-may not have, and a write's order is never overtaken.
+Cancellation never breaks a shared operation. A write or a compute runs in a
+task of its own, which the caller awaits through ``asyncio.shield``: a
+cancelled caller (or one whose ``asyncio.timeout`` expired) stops waiting, and
+the operation finishes anyway, settles its flight, releases its gates and
+reports its outcome to the core, so the cache never holds a value the store may
+not have and a write's order is never overtaken. A read is led in the caller's
+own task (the common miss path stays cheap); if that caller is cancelled while
+the store answers, the read is handed over to a new task that loads again and
+settles the flight for its waiters.
 """
 
 from __future__ import annotations
@@ -55,6 +58,8 @@ __all__ = ["AsyncWriteThroughCache"]
 
 _perf = time.perf_counter
 _T = TypeVar("_T")
+#: keys per batched read of concurrent misses (one MGET / one ``= ANY`` query)
+MAX_READ_BATCH = 256
 _Held = tuple[Hashable, asyncio.Lock, bool]  # a key, its gate, whether this caller locked it
 
 
@@ -94,6 +99,8 @@ class AsyncWriteThroughCache(CacheView):
                 thread_name_prefix="writethrough-aio-group",
             )
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._reading = 0  # single-key reads in flight, led in their callers' tasks
+        self._batch: list[Lead] | None = None  # misses waiting for the next batch read
         self.__dict__["get"] = make_async_get(self._core, self._get_slow)
 
     # ------------------------------------------------------------ reads
@@ -114,19 +121,59 @@ class AsyncWriteThroughCache(CacheView):
         flight, leader, value = start_read(self._core, key)
         if flight is None:
             return value
-        if leader:
-            found, value = await self._lead([flight], self._load_one(flight, skey))
-        else:
+        if not leader:
             found, value = await self._wait(flight)
+        elif self._reading or self._batch is not None:
+            found, value = await self._join_batch(key, skey, flight)
+        else:
+            self._reading += 1
+            try:
+                found, value = await self._load_one(flight, skey, hand_over=True)
+            except asyncio.CancelledError:
+                self._hand_over([flight], self._load_one(flight, skey))
+                raise
+            finally:
+                self._reading -= 1
         return value if found else default
+
+    async def _join_batch(self, key: Hashable, skey: Any, flight: Flight) -> tuple[bool, Any]:
+        """Lead the load of ``key`` as part of a batch: misses of other keys that arrive
+        while a read is in flight share one ``load_many`` round trip.
+
+        The batch is read by a task of its own once the tasks ready now have run (so
+        they can join it); this caller waits for its flight like any waiter.
+        """
+        batch = self._batch
+        if batch is None or len(batch) >= MAX_READ_BATCH:
+            batch = self._batch = []
+            self._spawn(self._read_batch(batch))
+        batch.append((key, skey, flight))
+        core = self._core
+        with core.lock:
+            if flight.signal is None:
+                flight.signal = asyncio.Event()
+        if not flight.done:
+            await flight.signal.wait()
+        return waited(core, flight, False)
+
+    async def _read_batch(self, batch: list[Lead]) -> None:
+        if self._batch is batch:
+            self._batch = None  # closed: later misses start the next batch
+        await self._load_many(batch, {})
 
     def _prepare_key(self, key: Hashable) -> Any:
         if self._closed:
             raise CacheClosed("the cache is closed")
         return self._store_key(key)
 
-    async def _fetch(self, flight: Flight, skey: Any) -> tuple[bool, Any, int, float]:
-        """The leader's store read: (found, value, weight, seconds); a failure fails the flight."""
+    async def _fetch(
+        self, flight: Flight, skey: Any, hand_over: bool = False
+    ) -> tuple[bool, Any, int, float]:
+        """The leader's store read: (found, value, weight, seconds); a failure fails the flight.
+
+        With ``hand_over``, a cancelled caller leaves the flight open instead (see
+        ``_hand_over``).
+        """
         start = _perf()
         try:
             stored = await self._io.lookup(skey, MISSING)
@@ -134,11 +181,15 @@ class AsyncWriteThroughCache(CacheView):
                 return False, None, 0, _perf() - start
             value, weight = self._enc.loaded(flight.key, skey, stored)
         except BaseException as exc:
+            if hand_over and isinstance(exc, asyncio.CancelledError):
+                raise
             fail_flight(self._core, self._store, flight, exc, start)
         return True, value, weight, _perf() - start
 
-    async def _load_one(self, flight: Flight, skey: Any) -> tuple[bool, Any]:
-        found, value, weight, seconds = await self._fetch(flight, skey)
+    async def _load_one(
+        self, flight: Flight, skey: Any, hand_over: bool = False
+    ) -> tuple[bool, Any]:
+        found, value, weight, seconds = await self._fetch(flight, skey, hand_over)
         self._finish_load(flight, found, value, weight, seconds)
         return found, value
 
@@ -149,6 +200,20 @@ class AsyncWriteThroughCache(CacheView):
             wake(flight.signal)  # settled already; only the install failed
             raise
         wake(signal)
+
+    def _hand_over(self, flights: list[Flight], work: Coroutine[Any, Any, Any]) -> None:
+        """A caller leading a read was cancelled while the store answered: a task of
+        its own reads again and settles the flights, so their waiters (present or
+        yet to come) are served and never see the cancellation.
+
+        The miss path of every ``get`` awaits the store in the caller's task (a
+        task per miss would cost more than the rest of the miss); only a
+        cancellation pays for one.
+        """
+        if all(flight.done for flight in flights):
+            work.close()
+            return
+        self._spawn(work)
 
     async def _lead(self, flights: list[Flight], work: Coroutine[Any, Any, _T]) -> _T:
         """Run a load or compute the caller leads in a task of its own, and await it shielded.
@@ -193,19 +258,25 @@ class AsyncWriteThroughCache(CacheView):
         result, leads, waits = plan_many(self._core, checked)
         first_error: BaseException | None = None
         if leads:
-            first_error = await self._lead([f for _, _, f in leads], self._load_many(leads, result))
+            try:
+                first_error = await self._load_many(leads, result, hand_over=True)
+            except asyncio.CancelledError:
+                self._hand_over([f for _, _, f in leads], self._load_many(leads, {}))
+                raise
         for _, flight in waits:
             await self._settled(flight)
         return collect_waits(self._core, waits, result, first_error)
 
     async def _load_many(
-        self, leads: list[Lead], result: dict[Hashable, Any]
+        self, leads: list[Lead], result: dict[Hashable, Any], hand_over: bool = False
     ) -> BaseException | None:
         start = _perf()
         found: dict[Any, Any] | BaseException
         try:
             found = await self._io.load_many([skey for _, skey, _ in leads])
         except BaseException as exc:
+            if hand_over and isinstance(exc, asyncio.CancelledError):
+                raise
             found = exc
         return settle_loaded(
             self._core, self._enc, self._store, leads, found, _perf() - start, result

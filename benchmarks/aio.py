@@ -1,0 +1,254 @@
+"""The asyncio cache: the hit path against the sync cache, and concurrent misses on servers.
+
+- hit: ``await cache.get(k)`` of ``AsyncWriteThroughCache`` against ``cache.get(k)``
+  of ``WriteThroughCache`` over the same keys (10,000 str keys, all held, read in a
+  precomputed Zipf(0.99) order of 100,000), each in a loop compiled for it (a
+  coroutine's ``for k in keys: await f(k)`` / a function's ``for k in keys: f(k)``).
+  Target: async <= 2x sync, as the median of the per-round ratios (each round
+  times both back to back, so a load spike on this shared machine hits a pair,
+  not one side).
+- misses: ``get`` of keys held in the store but not in memory (``evict_all``
+  before each measurement), one after another in one task, against 100 tasks
+  each reading its share at once (``asyncio.gather``), on PostgreSQL
+  (``AsyncPostgresStore``, pool_size=20) and Redis (``AsyncRedisStore``).
+  Target: concurrent >= 5x the throughput of sequential.
+
+Interleaved rounds (each runs every candidate, alternating which goes first);
+the table shows medians of the rounds, and ratios are medians of the per-round
+ratios. Servers that do not answer are left out.
+
+    python benchmarks/aio.py [--rounds 15] [--misses 2000] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import itertools
+import random
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import _util
+
+import writethrough as wt
+
+N_KEYS = 10_000
+ACCESSES = 100_000
+TASKS = 100
+TARGET_HIT = 2.0
+TARGET_CONCURRENT = 5.0
+
+_SYNC_LOOP = """
+def loop(f, keys, ns):
+    t0 = ns()
+    for k in keys:
+        f(k)
+    return ns() - t0
+"""
+
+_ASYNC_LOOP = """
+async def loop(f, keys, ns):
+    t0 = ns()
+    for k in keys:
+        await f(k)
+    return ns() - t0
+"""
+
+
+def compiled(source: str) -> Any:
+    """A timing loop with a code object of its own (call sites specialize per callable)."""
+    namespace: dict[str, Any] = {}
+    exec(compile(source, "<loop>", "exec"), namespace)
+    return namespace["loop"]
+
+
+def zipf_keys(keys: Sequence[str], n: int, seed: int) -> list[str]:
+    rng = random.Random(seed)
+    weights = [1.0 / (i + 1) ** 0.99 for i in range(len(keys))]
+    cumulative = list(itertools.accumulate(weights))
+    return rng.choices(keys, cum_weights=cumulative, k=n)
+
+
+async def hit_rounds(rounds: int, seed: int) -> dict[str, list[float]]:
+    keys = [f"key:{i}" for i in range(N_KEYS)]
+    order = zipf_keys(keys, ACCESSES, seed)
+    sync_cache = wt.WriteThroughCache(wt.MemoryStore(), capacity=2 * N_KEYS)
+    async_cache = wt.AsyncWriteThroughCache(wt.MemoryStore(), capacity=2 * N_KEYS)
+    for k in keys:
+        sync_cache.put(k, k)
+        await async_cache.put(k, k)
+    sync_loop = compiled(_SYNC_LOOP)
+    async_loop = compiled(_ASYNC_LOOP)
+    sync_get, async_get = sync_cache.get, async_cache.get
+    ns = time.perf_counter_ns
+    times: dict[str, list[float]] = {"sync": [], "async": []}
+    sync_loop(sync_get, order[:10_000], ns)  # warm both
+    await async_loop(async_get, order[:10_000], ns)
+    for r in range(rounds):
+        gc.collect()
+        gc.disable()
+        try:
+            for name in ("sync", "async") if r % 2 == 0 else ("async", "sync"):
+                if name == "sync":
+                    elapsed = sync_loop(sync_get, order, ns)
+                else:
+                    elapsed = await async_loop(async_get, order, ns)
+                times[name].append(elapsed / len(order))
+        finally:
+            gc.enable()
+    assert sync_cache.stats().misses == 0 and async_cache.stats().misses == 0
+    sync_cache.close()
+    await async_cache.aclose()
+    return times
+
+
+async def miss_rounds(url: str, n: int, rounds: int) -> dict[str, list[float]]:
+    """Gets per second, sequential vs 100 tasks, over keys evicted from memory."""
+    cache = await wt.open_async(url, capacity=2 * n)
+    keys = [f"m{i}" for i in range(n)]
+    rates: dict[str, list[float]] = {"sequential": [], "concurrent": []}
+    try:
+        await cache.put_many({k: "x" * 100 for k in keys})
+
+        async def sequential() -> None:
+            for k in keys:
+                await cache.get(k)
+
+        async def share(part: list[str]) -> None:
+            for k in part:
+                await cache.get(k)
+
+        async def concurrent() -> None:
+            await asyncio.gather(*(share(keys[i::TASKS]) for i in range(TASKS)))
+
+        runs: dict[str, Callable[[], Any]] = {"sequential": sequential, "concurrent": concurrent}
+        for r in range(rounds):
+            for name in (
+                ("sequential", "concurrent") if r % 2 == 0 else ("concurrent", "sequential")
+            ):
+                await cache.evict_all()
+                before = cache.stats()
+                t0 = time.perf_counter()
+                await runs[name]()
+                elapsed = time.perf_counter() - t0
+                after = cache.stats()
+                loaded = after.backing_store_hits - before.backing_store_hits
+                assert loaded + (after.loads_coalesced - before.loads_coalesced) == n, "not misses"
+                rates[name].append(n / elapsed)
+        await cache.invalidate_many(keys)
+    finally:
+        await cache.aclose()
+    return rates
+
+
+def servers() -> dict[str, str]:
+    """Server URLs that answer (a unique table / prefix each)."""
+    found: dict[str, str] = {}
+    name = f"wt_bench_aio_{uuid.uuid4().hex[:8]}"
+    try:
+        import psycopg
+
+        psycopg.connect("postgresql://postgres@127.0.0.1:5432/test", connect_timeout=2).close()
+        found["PostgreSQL"] = f"postgresql://postgres@127.0.0.1:5432/test?table={name}&pool_size=20"
+    except Exception:
+        pass
+    try:
+        import redis
+
+        redis.Redis(host="127.0.0.1", port=6379, socket_connect_timeout=2).ping()
+        found["Redis"] = f"redis://127.0.0.1:6379/0?prefix={name}:"
+    except Exception:
+        pass
+    return found
+
+
+def drop_table(url: str) -> None:
+    if url.startswith("postgresql"):
+        import psycopg
+        from psycopg import sql
+
+        table = url.split("table=")[1].split("&")[0]
+        with psycopg.connect("postgresql://postgres@127.0.0.1:5432/test") as conn:
+            conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(table)))
+
+
+async def run(rounds: int, misses: int, seed: int) -> dict[str, Any]:
+    hits = await hit_rounds(rounds, seed)
+    result: dict[str, Any] = {
+        "hit_ns": {k: _util.median(v) for k, v in hits.items()},
+        "hit_ratio": _util.median(
+            [a / s for a, s in zip(hits["async"], hits["sync"], strict=True)]
+        ),
+        "misses": {},
+        "rounds": rounds,
+        "miss_count": misses,
+    }
+    for name, url in servers().items():
+        try:
+            rates = await miss_rounds(url, misses, rounds)
+        finally:
+            drop_table(url)
+        result["misses"][name] = {k: _util.median(v) for k, v in rates.items()}
+        result["misses"][name]["gain"] = _util.median(
+            [c / q for c, q in zip(rates["concurrent"], rates["sequential"], strict=True)]
+        )
+    return result
+
+
+def report(result: dict[str, Any], env: dict[str, Any]) -> None:
+    _util.print_environment(env)
+    print(
+        f"hits: {N_KEYS:,} keys, {ACCESSES:,} Zipf(0.99) gets per round; misses: "
+        f"{result['miss_count']:,} keys per round, {TASKS} tasks; "
+        f"median of {result['rounds']} interleaved rounds\n"
+    )
+    hit = result["hit_ns"]
+    rows = [
+        ["get hit: WriteThroughCache.get", f"{hit['sync']:.1f} ns", "1.00x"],
+        [
+            "get hit: await AsyncWriteThroughCache.get",
+            f"{hit['async']:.1f} ns",
+            f"{result['hit_ratio']:.2f}x",
+        ],
+    ]
+    for name, rates in result["misses"].items():
+        rows.append([f"{name} get-miss: one task", f"{rates['sequential']:,.0f}/s", "1.00x"])
+        rows.append(
+            [
+                f"{name} get-miss: {TASKS} tasks",
+                f"{rates['concurrent']:,.0f}/s",
+                f"{rates['gain']:.2f}x",
+            ]
+        )
+    print(_util.table(["measurement", "median", "ratio"], rows))
+    print()
+    hit_ratio = result["hit_ratio"]
+    met = "met" if hit_ratio <= TARGET_HIT else "NOT met"
+    print(f"target hit: async get {hit_ratio:.2f}x sync get (target <= {TARGET_HIT:g}x: {met})")
+    for name, rates in result["misses"].items():
+        gain = rates["gain"]
+        met = "met" if gain >= TARGET_CONCURRENT else "NOT met"
+        print(
+            f"target {name}: {TASKS} tasks {gain:.2f}x one task "
+            f"(target >= {TARGET_CONCURRENT:g}x: {met})"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=15, help="interleaved rounds (default 15)")
+    parser.add_argument("--misses", type=int, default=2000, help="keys per miss round")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    args = parser.parse_args()
+    env = _util.environment(["writethrough", "psycopg", "psycopg-pool", "redis", "hiredis"])
+    result = asyncio.run(run(args.rounds, args.misses, args.seed))
+    _util.emit(args.json, env, result, report)
+
+
+if __name__ == "__main__":
+    main()
