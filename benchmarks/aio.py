@@ -13,6 +13,12 @@
   (``AsyncPostgresStore``, pool_size=20) and Redis (``AsyncRedisStore``).
   Target: concurrent >= 5x the throughput of sequential.
 
+- puts (group commit, info): 100 tasks each writing its share of 1,000 keys
+  to SQLite (``synchronous=full``), with ``group_commit`` off (each put its own
+  transaction, in the store's worker threads) and on (puts from the loop join
+  the store's writer queue in threads and share commits). No target: what
+  grouping gains depends on the disk's fsync time (see the group commit section).
+
 Interleaved rounds (each runs every candidate, alternating which goes first);
 the table shows medians of the rounds, and ratios are medians of the per-round
 ratios. Servers that do not answer are left out.
@@ -26,7 +32,9 @@ import argparse
 import asyncio
 import gc
 import itertools
+import os
 import random
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -145,6 +153,38 @@ async def miss_rounds(url: str, n: int, rounds: int) -> dict[str, list[float]]:
     return rates
 
 
+async def put_rounds(directory: str, n: int, rounds: int) -> dict[str, Any]:
+    """Puts per second from 100 tasks into SQLite, group commit off vs on."""
+    caches = {
+        "off": await wt.open_async(f"sqlite:///{directory}/off.db", group_commit=False),
+        "on": await wt.open_async(f"sqlite:///{directory}/on.db", group_commit=True),
+    }
+    rates: dict[str, list[float]] = {"off": [], "on": []}
+    try:
+        for r in range(rounds):
+            for name in ("off", "on") if r % 2 == 0 else ("on", "off"):
+                cache = caches[name]
+
+                async def share(part: list[int], cache: Any = cache, r: int = r) -> None:
+                    for i in part:
+                        await cache.put(f"p{i}", r)
+
+                t0 = time.perf_counter()
+                await asyncio.gather(*(share(list(range(n))[i::TASKS]) for i in range(TASKS)))
+                rates[name].append(n / (time.perf_counter() - t0))
+        on = caches["on"].stats()
+        commits_per_put = on.commits / max(on.group_commit_members, 1)
+    finally:
+        for cache in caches.values():
+            await cache.aclose()
+    return {
+        "off": _util.median(rates["off"]),
+        "on": _util.median(rates["on"]),
+        "gain": _util.median([a / b for a, b in zip(rates["on"], rates["off"], strict=True)]),
+        "commits_per_put": commits_per_put,
+    }
+
+
 def servers() -> dict[str, str]:
     """Server URLs that answer (a unique table / prefix each)."""
     found: dict[str, str] = {}
@@ -187,6 +227,8 @@ async def run(rounds: int, misses: int, seed: int) -> dict[str, Any]:
         "rounds": rounds,
         "miss_count": misses,
     }
+    with tempfile.TemporaryDirectory(dir=os.environ.get("WT_BENCH_DIR")) as tmp:
+        result["puts"] = await put_rounds(tmp, 1000, max(3, rounds // 3))
     for name, url in servers().items():
         try:
             rates = await miss_rounds(url, misses, rounds)
@@ -224,7 +266,17 @@ def report(result: dict[str, Any], env: dict[str, Any]) -> None:
                 f"{rates['gain']:.2f}x",
             ]
         )
+    puts = result["puts"]
+    rows.append(["SQLite put, 100 tasks: group commit off", f"{puts['off']:,.0f}/s", "1.00x"])
+    rows.append(
+        [
+            "SQLite put, 100 tasks: group commit on (info)",
+            f"{puts['on']:,.0f}/s",
+            f"{puts['gain']:.2f}x",
+        ]
+    )
     print(_util.table(["measurement", "median", "ratio"], rows))
+    print(f"group commit on: {puts['commits_per_put']:.3f} commits per put")
     print()
     hit_ratio = result["hit_ratio"]
     met = "met" if hit_ratio <= TARGET_HIT else "NOT met"

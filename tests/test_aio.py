@@ -456,3 +456,18 @@ async def test_open_async_and_aclose(tmp_path: Any) -> None:
         await wt.open_async("memory://?bogus=1")
     with pytest.raises(wt.ConfigError, match="unknown option"):
         wt.open("memory://", threads=2)  # an asyncio-only option
+
+
+def test_readme_async_example_runs(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    import re
+    import runpy
+    from pathlib import Path
+
+    readme = Path(__file__).resolve().parent.parent / "README.md"
+    blocks = re.findall(r"```python\n(.*?)```", readme.read_text(encoding="utf-8"), re.S)
+    (example,) = [b for b in blocks if "open_async" in b]
+    script = tmp_path / "async_example.py"
+    script.write_text(example, encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    runpy.run_path(str(script), run_name="__main__")
+    assert (tmp_path / "app.db").exists()
