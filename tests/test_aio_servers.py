@@ -29,6 +29,7 @@ from servers import (
 
 import writethrough as wt
 from writethrough.aio import SyncStoreAdapter
+from writethrough.url import open_store
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -187,3 +188,17 @@ def test_sync_store_adapter_for_a_user_store() -> None:
         return value
 
     assert asyncio.run(main()) == 1
+
+
+async def test_close_store_false_leaves_the_given_store_open(url: str) -> None:
+    """The async side the cache made is closed with it; the store given stays usable."""
+    store = await asyncio.to_thread(open_store, url) if url != "memory://" else wt.MemoryStore()
+    try:
+        cache = wt.AsyncWriteThroughCache(store, close_store=False)
+        await cache.put("k", "v")
+        await cache.aclose()
+        assert cache.async_store.closed
+        other = wt.WriteThroughCache(store, close_store=False)
+        assert other.get("k") == "v" and other.invalidate("k")
+    finally:
+        await asyncio.to_thread(store.close)

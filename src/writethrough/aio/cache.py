@@ -488,14 +488,15 @@ class AsyncWriteThroughCache(CacheView):
         """
         if not self._shut():
             return
-        loop = asyncio.get_running_loop()
         if self._group is not None:
             # queued puts fail with CacheClosed; the commit in flight ends (in a thread)
-            await loop.run_in_executor(self._group_threads, self._group.close)
+            await asyncio.to_thread(self._group.close)
         if self._group_threads is not None:
             self._group_threads.shutdown(wait=False)
         if self._close_store:
             await self._io.aclose()
+        elif self._io is not self._store:  # the async side made here is ours to close
+            await self._io.aclose(close_sync=False)
 
     async def __aenter__(self) -> AsyncWriteThroughCache:
         return self

@@ -69,8 +69,9 @@ class AsyncStoreBase:
             executor = self.executor = _new_executor(8)
         return await asyncio.get_running_loop().run_in_executor(executor, fn, *args)
 
-    async def aclose(self) -> None:
-        """Release the async connections, then the sync twin (in a thread: it may join)."""
+    async def aclose(self, *, close_sync: bool = True) -> None:
+        """Release the async connections and threads, then (``close_sync``) the sync twin,
+        in a thread: closing a pool may wait for its workers."""
         if self._closed:
             return
         self._closed = True
@@ -79,8 +80,8 @@ class AsyncStoreBase:
         finally:
             close = getattr(self.sync, "close", None)
             try:
-                if callable(close):
-                    await self.run_sync(close)
+                if close_sync and callable(close):
+                    await asyncio.to_thread(close)
             finally:
                 if self.executor is not None:
                     self.executor.shutdown(wait=False)
