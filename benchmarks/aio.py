@@ -31,16 +31,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import itertools
 import os
-import random
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import _util
+from hit_path import access_patterns, make_loop
 
 import writethrough as wt
 
@@ -49,14 +48,6 @@ ACCESSES = 100_000
 TASKS = 100
 TARGET_HIT = 2.0
 TARGET_CONCURRENT = 5.0
-
-_SYNC_LOOP = """
-def loop(f, keys, ns):
-    t0 = ns()
-    for k in keys:
-        f(k)
-    return ns() - t0
-"""
 
 _ASYNC_LOOP = """
 async def loop(f, keys, ns):
@@ -67,30 +58,16 @@ async def loop(f, keys, ns):
 """
 
 
-def compiled(source: str) -> Any:
-    """A timing loop with a code object of its own (call sites specialize per callable)."""
-    namespace: dict[str, Any] = {}
-    exec(compile(source, "<loop>", "exec"), namespace)
-    return namespace["loop"]
-
-
-def zipf_keys(keys: Sequence[str], n: int, seed: int) -> list[str]:
-    rng = random.Random(seed)
-    weights = [1.0 / (i + 1) ** 0.99 for i in range(len(keys))]
-    cumulative = list(itertools.accumulate(weights))
-    return rng.choices(keys, cum_weights=cumulative, k=n)
-
-
 async def hit_rounds(rounds: int, seed: int) -> dict[str, list[float]]:
     keys = [f"key:{i}" for i in range(N_KEYS)]
-    order = zipf_keys(keys, ACCESSES, seed)
+    order = access_patterns(keys, ACCESSES, seed)["zipf:0.99"]
     sync_cache = wt.WriteThroughCache(wt.MemoryStore(), capacity=2 * N_KEYS)
     async_cache = wt.AsyncWriteThroughCache(wt.MemoryStore(), capacity=2 * N_KEYS)
     for k in keys:
         sync_cache.put(k, k)
         await async_cache.put(k, k)
-    sync_loop = compiled(_SYNC_LOOP)
-    async_loop = compiled(_ASYNC_LOOP)
+    sync_loop = make_loop()  # the hit-path benchmark's loop
+    async_loop: Any = make_loop(_ASYNC_LOOP)  # the same, as a coroutine
     sync_get, async_get = sync_cache.get, async_cache.get
     ns = time.perf_counter_ns
     times: dict[str, list[float]] = {"sync": [], "async": []}

@@ -96,16 +96,25 @@ async def _waiting(cache: AsyncWriteThroughCache, key: Hashable, n: int) -> None
     await _until(lambda: len(cache._core._waiting_on) >= n, f"{n} waiters on {key!r}")
 
 
+async def _blocked_read(
+    value: Any = "v",
+) -> tuple[GatedAsyncStore, AsyncWriteThroughCache, asyncio.Task[Any]]:
+    """A cache over a store holding k -> ``value`` whose read of k is in flight, blocked."""
+    store = GatedAsyncStore()
+    store.data["k"] = value
+    store.gated.add("k")
+    cache = AsyncWriteThroughCache(store, capacity=8)
+    reader = asyncio.create_task(cache.get("k"))
+    await asyncio.wait_for(store.entered.wait(), WAIT)
+    return store, cache, reader
+
+
 # ---------------------------------------------------------------- single flight
 
 
 async def test_single_flight_across_tasks_and_exact_stats() -> None:
-    store = GatedAsyncStore()
-    store.data["k"] = "v"
-    store.gated.add("k")
-    cache = AsyncWriteThroughCache(store, capacity=8)
-    tasks = [asyncio.create_task(cache.get("k")) for _ in range(50)]
-    await asyncio.wait_for(store.entered.wait(), WAIT)
+    store, cache, first = await _blocked_read()
+    tasks = [first, *(asyncio.create_task(cache.get("k")) for _ in range(49))]
     await _waiting(cache, "k", 49)
     store.release.set()
     assert await asyncio.gather(*tasks) == ["v"] * 50
@@ -118,13 +127,9 @@ async def test_single_flight_across_tasks_and_exact_stats() -> None:
 
 
 async def test_failed_load_reaches_every_waiter_and_caches_nothing() -> None:
-    store = GatedAsyncStore()
-    store.data["k"] = "v"
-    store.gated.add("k")
+    store, cache, first = await _blocked_read()
     store.fail_loads = 1
-    cache = AsyncWriteThroughCache(store, capacity=8)
-    tasks = [asyncio.create_task(cache.get("k")) for _ in range(10)]
-    await asyncio.wait_for(store.entered.wait(), WAIT)
+    tasks = [first, *(asyncio.create_task(cache.get("k")) for _ in range(9))]
     await _waiting(cache, "k", 9)
     store.release.set()
     results = await asyncio.gather(*tasks, return_exceptions=True)
@@ -166,12 +171,7 @@ async def test_concurrent_misses_of_different_keys_share_batched_reads() -> None
 
 @pytest.mark.parametrize("cancelled", ["waiter", "leader"])
 async def test_cancelling_a_caller_never_fails_the_shared_load(cancelled: str) -> None:
-    store = GatedAsyncStore()
-    store.data["k"] = "v"
-    store.gated.add("k")
-    cache = AsyncWriteThroughCache(store, capacity=8)
-    leader = asyncio.create_task(cache.get("k"))
-    await asyncio.wait_for(store.entered.wait(), WAIT)
+    store, cache, leader = await _blocked_read()
     waiters = [asyncio.create_task(cache.get("k")) for _ in range(3)]
     await _waiting(cache, "k", 3)
     victim = leader if cancelled == "leader" else waiters[0]
@@ -264,12 +264,7 @@ async def test_cancelled_get_or_compute_leader_still_computes_for_the_others() -
 
 @pytest.mark.parametrize("writer", ["put", "invalidate"])
 async def test_no_stale_install_when_a_write_races_a_load(writer: str) -> None:
-    store = GatedAsyncStore()
-    store.data["k"] = "old"
-    store.gated.add("k")
-    cache = AsyncWriteThroughCache(store, capacity=8)
-    reader = asyncio.create_task(cache.get("k"))
-    await asyncio.wait_for(store.entered.wait(), WAIT)
+    store, cache, reader = await _blocked_read("old")
     store.gated.discard("k")  # the write goes through at once; the load stays blocked
     if writer == "put":
         await cache.put("k", "new")
