@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from servers import (
     require_server,
     unique_name,
 )
+from test_redis_store import ServerFactory, own_server  # noqa: F401  (a fixture, reused)
 
 import writethrough as wt
 from writethrough.aio import SyncStoreAdapter
@@ -202,3 +204,69 @@ async def test_close_store_false_leaves_the_given_store_open(url: str) -> None:
         assert other.get("k") == "v" and other.invalidate("k")
     finally:
         await asyncio.to_thread(store.close)
+
+
+async def test_a_timeout_around_a_paused_redis_leaves_a_consistent_cache(
+    request: pytest.FixtureRequest,
+) -> None:
+    """``asyncio.timeout`` around calls to a server that stopped answering (CLIENT PAUSE on
+    a redis-server this test owns): the callers get TimeoutError at once, the loop stays
+    free, and once the server answers the read (handed over) and the put complete."""
+    make: ServerFactory = request.getfixturevalue("own_server")
+    server = make()
+    async with await wt.open_async(f"{server.url}?prefix=t:") as cache:
+        await cache.put("k", "v")
+        await cache.evict("k")
+        admin = server.client()
+        try:
+            admin.execute_command("CLIENT", "PAUSE", "500", "ALL")
+            started = time.monotonic()
+            with pytest.raises(TimeoutError):
+                async with asyncio.timeout(0.1):
+                    await cache.get("k")
+            with pytest.raises(TimeoutError):
+                async with asyncio.timeout(0.1):
+                    await cache.put("w", 1)
+            assert time.monotonic() - started < 0.4  # not held until the pause ended
+            ticks = 0
+            while cache._core.flights or cache._core._gates:  # served when the pause ends
+                assert time.monotonic() - started < 10, "never completed"
+                await asyncio.sleep(0.005)
+                ticks += 1
+            assert ticks > 10  # the loop ran meanwhile
+            assert admin.get(b"t:sw") is not None  # the put reached the server
+            assert cache._core.data == {"k": "v", "w": 1}
+            assert await cache.get("k") == "v" and await cache.get("w") == 1
+        finally:
+            admin.close()
+
+
+async def test_a_timeout_around_a_blocked_postgres_write_keeps_order() -> None:
+    """A put blocked by a row lock another connection holds: ``asyncio.timeout`` gives up
+    on it, but the write still runs, in order before a later put of the same key."""
+    psycopg = require_module("psycopg")
+    require_server("PostgreSQL", PG_PORT)
+    name = unique_name("wt_aio")
+    try:
+        async with await wt.open_async(f"{PG_URL}?table={name}") as cache:
+            await cache.put("k", "first")
+            locker = await psycopg.AsyncConnection.connect(PG_URL)
+            try:
+                await locker.execute(f"SELECT * FROM {name} WHERE key = %s FOR UPDATE", (b"sk",))
+                with pytest.raises(TimeoutError):
+                    async with asyncio.timeout(0.1):
+                        await cache.put("k", "second")
+                third = asyncio.create_task(cache.put("k", "third"))
+                await asyncio.sleep(0.1)
+                assert not third.done()  # behind the second put's gate
+                assert await cache.get("other") is None  # the loop serves other calls
+            finally:
+                await locker.rollback()
+                await locker.close()
+            await asyncio.wait_for(third, 10)
+            assert await cache.get("k") == "third"
+            await cache.evict("k")
+            assert await cache.get("k") == "third"  # the store agrees: "second" came first
+            assert cache.stats().writes == 3
+    finally:
+        drop_pg_table(name)
