@@ -39,7 +39,7 @@ class AsyncStoreBase:
     """What every async store shares: its sync twin's description and flags."""
 
     sync: Any  # the sync store over the same data (configuration, errors, group commit)
-    executor: ThreadPoolExecutor | None = None  # threads for blocking calls, if any
+    executor: ThreadPoolExecutor | None = None  # threads of its own for blocking calls, if any
     _closed = False
 
     @property
@@ -61,13 +61,6 @@ class AsyncStoreBase:
     @property
     def closed(self) -> bool:
         return self._closed
-
-    async def run_sync(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """Run a blocking call of the sync twin in this store's threads."""
-        executor = self.executor
-        if executor is None:
-            executor = self.executor = _new_executor(8)
-        return await asyncio.get_running_loop().run_in_executor(executor, fn, *args)
 
     async def aclose(self, *, close_sync: bool = True) -> None:
         """Release the async connections and threads, then (``close_sync``) the sync twin,
@@ -93,10 +86,6 @@ class AsyncStoreBase:
         return f"{type(self).__name__}({self.sync!r})"
 
 
-def _new_executor(threads: int) -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(max_workers=threads, thread_name_prefix="writethrough-aio")
-
-
 class SyncStoreAdapter(AsyncStoreBase):
     """Any sync store as an async one: each call runs in ``threads`` worker threads.
 
@@ -113,9 +102,10 @@ class SyncStoreAdapter(AsyncStoreBase):
                     f"{type(store).__name__} is not a store: it has no {method}() method"
                 )
         self.sync = store
-        self.inline = threads == 0
-        if not self.inline:
-            self.executor = _new_executor(threads)
+        if threads:
+            self.executor = ThreadPoolExecutor(
+                max_workers=threads, thread_name_prefix="writethrough-aio"
+            )
         lookup = getattr(store, "lookup", None)
         self._lookup: Callable[[Any, Any], Any] = lookup or self._lookup_by_load
         self._load_many: Callable[[list[Any]], dict[Any, Any]] = (
@@ -141,9 +131,10 @@ class SyncStoreAdapter(AsyncStoreBase):
         return found
 
     async def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
-        if self.inline:
+        """``fn(*args)`` of the sync store: on the loop when inline, else in a worker thread."""
+        if self.executor is None:
             return fn(*args)
-        return await self.run_sync(fn, *args)
+        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
 
     async def lookup(self, key: Any, missing: Any) -> Any:
         return await self._call(self._lookup, key, missing)
@@ -167,11 +158,6 @@ class SyncStoreAdapter(AsyncStoreBase):
     async def remove_many(self, keys: Sequence[Any]) -> list[bool]:
         existed: list[bool] = await self._call(self._remove_many, list(keys))
         return existed
-
-    async def run_sync(self, fn: Callable[..., Any], *args: Any) -> Any:
-        if self.inline and self.executor is None:
-            self.executor = _new_executor(8)  # group commit waits: never on the loop
-        return await super().run_sync(fn, *args)
 
 
 def is_async_store(store: Any) -> bool:
