@@ -300,16 +300,21 @@ class _BlockingStore(FlakyStore):
         super().store(key, value)
 
 
+async def give_up_on_get_and_put(cache: AsyncWriteThroughCache, seconds: float) -> None:
+    """``get("k")`` and ``put("w", 1)``, each under ``asyncio.timeout``: both must time out."""
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(seconds):
+            await cache.get("k")
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(seconds):
+            await cache.put("w", 1)
+
+
 async def test_timeout_around_a_slow_store_leaves_a_consistent_cache() -> None:
     store = _BlockingStore()
     store.data["k"] = "v"
     cache = AsyncWriteThroughCache(store, capacity=8)
-    with pytest.raises(TimeoutError):
-        async with asyncio.timeout(0.05):
-            await cache.get("k")
-    with pytest.raises(TimeoutError):
-        async with asyncio.timeout(0.05):
-            await cache.put("w", 1)
+    await give_up_on_get_and_put(cache, 0.05)
     store.release.set()
     await _until(lambda: cache._core.flights == {} and cache._core._gates == {}, "settle")
     assert store.data["w"] == 1  # the put ran to its end, though its caller gave up
