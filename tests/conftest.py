@@ -8,6 +8,7 @@ driver raised, like a timeout). ``DictBytesStore`` is a minimal byte store.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections import Counter
 from collections.abc import Hashable, Iterable
@@ -143,3 +144,134 @@ def flaky() -> FlakyStore:
 @pytest.fixture
 def bytes_store() -> DictBytesStore:
     return DictBytesStore()
+
+
+# ---------------------------------------------------------------- the asyncio driver
+
+
+class _LoopThread:
+    """One event loop, running in a daemon thread, shared by every ``AsyncFacade``."""
+
+    loop: asyncio.AbstractEventLoop | None = None
+    lock = threading.Lock()
+
+    @classmethod
+    def get(cls) -> asyncio.AbstractEventLoop:
+        with cls.lock:
+            if cls.loop is None:
+                loop = asyncio.new_event_loop()
+                threading.Thread(target=loop.run_forever, name="test-loop", daemon=True).start()
+                cls.loop = loop
+            return cls.loop
+
+
+class AsyncFacade:
+    """``AsyncWriteThroughCache`` behind the sync API, so the contract tests run on it too.
+
+    Every call runs as a task on one event loop in its own thread (the calling
+    thread blocks on the result). A sync ``fn`` of ``get_or_compute`` runs in a
+    worker thread (``asyncio.to_thread``), as it would run in the caller's
+    thread with the sync cache; re-entering the cache from it is still caught.
+    """
+
+    def __init__(self, store: Any, **options: Any) -> None:
+        from writethrough.aio import AsyncWriteThroughCache
+
+        options.setdefault("threads", 32)  # tests block stores from many threads at once
+        self._cache = AsyncWriteThroughCache(store, **options)
+        self._loop = _LoopThread.get()
+
+    def _run(self, coro: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
+    def get(self, key: Hashable, default: Any = None) -> Any:
+        return self._run(self._cache.get(key, default))
+
+    def get_or_compute(self, key: Hashable, fn: Any) -> Any:
+        if callable(fn) and not asyncio.iscoroutinefunction(fn):
+            sync_fn = fn
+
+            def fn(k: Hashable) -> Any:
+                return asyncio.to_thread(sync_fn, k)
+
+        return self._run(self._cache.get_or_compute(key, fn))
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._cache, name)
+        if asyncio.iscoroutinefunction(attr):
+            return lambda *args: self._run(attr(*args))
+        return attr
+
+    def close(self) -> None:
+        self._run(self._cache.aclose())
+
+    def __enter__(self) -> AsyncFacade:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __getitem__(self, key: Hashable) -> Any:
+        value = self.get(key, _ABSENT)
+        if value is _ABSENT:
+            raise wt.KeyNotFound(f"key {key!r} is neither cached nor stored")
+        return value
+
+    def __setitem__(self, key: Hashable, value: Any) -> None:
+        self.put(key, value)
+
+    def __delitem__(self, key: Hashable) -> None:
+        if not self.invalidate(key):
+            raise wt.KeyNotFound(f"key {key!r} is neither cached nor stored")
+
+    def __contains__(self, key: Hashable) -> bool:
+        return bool(self._run(self._cache.contains(key)))
+
+    def __len__(self) -> int:
+        return len(self._cache)
+
+    def __bool__(self) -> bool:
+        return True
+
+    __iter__ = None
+
+    def __repr__(self) -> str:
+        return repr(self._cache)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "sync_only(reason): a driver-parametrized test that only the threaded cache runs"
+    )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Leave out the async run of tests marked ``sync_only`` (not a skip: never applicable)."""
+    items[:] = [
+        item
+        for item in items
+        if not (
+            item.get_closest_marker("sync_only")
+            and getattr(item, "callspec", None) is not None
+            and item.callspec.params.get("driver") == "async"
+        )
+    ]
+
+
+@pytest.fixture(params=["sync", "async"])
+def driver(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a contract test against both caches: ``wt.WriteThroughCache`` is the async
+    cache behind ``AsyncFacade`` in the ``async`` run."""
+    if request.param == "async":
+        monkeypatch.setattr(wt, "WriteThroughCache", AsyncFacade)
+    return str(request.param)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
+    """Run ``async def`` tests, each in a fresh event loop (``asyncio.run``)."""
+    if not asyncio.iscoroutinefunction(pyfuncitem.obj):
+        return None
+    names = pyfuncitem._fixtureinfo.argnames
+    asyncio.run(pyfuncitem.obj(**{name: pyfuncitem.funcargs[name] for name in names}))
+    return True

@@ -13,6 +13,9 @@ from conftest import BEFORE, FlakyStore
 
 import writethrough as wt
 
+#: every test here runs against the threaded and the asyncio cache
+pytestmark = pytest.mark.usefixtures("driver")
+
 ABSENT: Any = object()
 
 

@@ -20,6 +20,9 @@ from conftest import AFTER, FlakyStore, InjectedError
 import writethrough as wt
 from writethrough.policies import LRUPolicy
 
+#: every test here runs against the threaded and the asyncio cache
+pytestmark = pytest.mark.usefixtures("driver")
+
 ABSENT: Any = object()
 WAIT = 10.0  # seconds; generous, only reached when something hangs
 
@@ -375,6 +378,7 @@ class _RendezvousStore(wt.MemoryStore):
 
 
 @pytest.mark.timeout(30)
+@pytest.mark.sync_only("paces start_load with a thread barrier: one event loop cannot meet it")
 def test_crossing_get_many_calls_are_not_a_cycle() -> None:
     """A leads k1 and waits for k2; B leads k2 and waits for k1. Each loads its own
     keys before it waits, so neither may be refused as a deadlock, and none occurs."""
@@ -413,6 +417,7 @@ def test_crossing_get_many_calls_are_not_a_cycle() -> None:
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 @pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+@pytest.mark.sync_only("forks while other threads hold the core; asyncio is not fork-safe")
 def test_fork_during_a_load_and_a_write_leaves_the_child_a_working_cache() -> None:
     """Another thread leads a load of k (and holds k2's write gate) when the process
     forks: that thread does not exist in the child, so the child must neither wait

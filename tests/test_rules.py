@@ -15,6 +15,9 @@ from conftest import AFTER, BEFORE, DictBytesStore, FlakyStore, InjectedError, L
 import writethrough as wt
 from writethrough.codecs import encode_key
 
+#: every test here runs against the threaded and the asyncio cache
+pytestmark = pytest.mark.usefixtures("driver")
+
 ABSENT: Any = object()
 
 

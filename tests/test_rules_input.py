@@ -15,6 +15,9 @@ from conftest import DictBytesStore, FlakyStore, LoadOnlyStore
 
 import writethrough as wt
 
+#: every test here runs against the threaded and the asyncio cache
+pytestmark = pytest.mark.usefixtures("driver")
+
 ABSENT: Any = object()
 
 

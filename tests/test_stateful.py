@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import pytest
-from conftest import AFTER, BEFORE, FlakyStore
+from conftest import AFTER, BEFORE, AsyncFacade, FlakyStore
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
@@ -36,11 +36,12 @@ def _held_entries(cache: wt.WriteThroughCache) -> dict[Any, Any]:
 
 class CacheMachine(RuleBasedStateMachine):
     policy: ClassVar[str] = "lru"
+    make_cache: ClassVar[Any] = wt.WriteThroughCache
 
     def __init__(self) -> None:
         super().__init__()
         self.store = FlakyStore()
-        self.cache = wt.WriteThroughCache(self.store, capacity=CAPACITY, policy=self.policy)
+        self.cache = self.make_cache(self.store, capacity=CAPACITY, policy=self.policy)
         self.model: dict[str, int] = {}
         self.writes = 0
         self.write_errors = 0
@@ -252,7 +253,18 @@ class FifoCacheMachine(CacheMachine):
     policy = "fifo"
 
 
+class AsyncCacheMachine(CacheMachine):
+    """The same machine over the asyncio cache (behind the sync facade)."""
+
+    make_cache = AsyncFacade
+
+    def teardown(self) -> None:
+        self.cache.close()  # its worker threads go with it
+
+
 TestCacheMachineLRU = CacheMachine.TestCase
 TestCacheMachineLRU.settings = SETTINGS
 TestCacheMachineFIFO = FifoCacheMachine.TestCase
 TestCacheMachineFIFO.settings = SETTINGS
+TestCacheMachineAsync = AsyncCacheMachine.TestCase
+TestCacheMachineAsync.settings = SETTINGS

@@ -31,6 +31,7 @@ from .stores.base import BytesStore, Store
 from .stores.memory import MemoryStore
 
 if TYPE_CHECKING:  # the lazily imported public names, for type checkers
+    from .aio import AsyncWriteThroughCache
     from .stores.sqlite import SQLiteStore
     from .url import URL, parse_url, register_scheme
 
@@ -48,12 +49,27 @@ def open(url: str, **options: Any) -> WriteThroughCache:
     return _open(url, **options)
 
 
+async def open_async(url: str, **options: Any) -> AsyncWriteThroughCache:
+    """``open`` for asyncio: ``cache = await wt.open_async("redis://localhost/0")``.
+
+    Returns an ``AsyncWriteThroughCache``; see ``writethrough.url.open_async``.
+    asyncio and the async drivers are imported on first use.
+    """
+    from .url import open_async as _open_async
+
+    return await _open_async(url, **options)
+
+
 def __getattr__(name: str) -> Any:
     # URL helpers and SQLiteStore are public but imported lazily (import time).
     if name in ("URL", "parse_url", "register_scheme"):
         from . import url
 
         return getattr(url, name)
+    if name == "AsyncWriteThroughCache":  # asyncio is imported only by those who use it
+        from .aio import AsyncWriteThroughCache
+
+        return AsyncWriteThroughCache
     if name == "SQLiteStore":  # sqlite3 is imported only by those who use it
         from .stores.sqlite import SQLiteStore
 
@@ -63,6 +79,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "URL",
+    "AsyncWriteThroughCache",
     "BatchError",
     "BytesCodec",
     "BytesStore",
@@ -90,6 +107,7 @@ __all__ = [
     "WriteThroughError",
     "__version__",
     "open",
+    "open_async",
     "parse_url",
     "register_scheme",
 ]

@@ -12,7 +12,14 @@ from collections.abc import Callable, Hashable
 from typing import Any
 
 from .codecs import Codec, encode_key
-from .errors import CacheClosed, CodecError, StoreError, StoreWriteError, WriteThroughError
+from .errors import (
+    CacheClosed,
+    CodecError,
+    EntryTooLarge,
+    StoreError,
+    StoreWriteError,
+    WriteThroughError,
+)
 
 __all__ = ["Encoding", "wrap_load_error", "wrap_write_error"]
 
@@ -31,7 +38,16 @@ def default_weight(key: Any, value: Any) -> int:
 class Encoding:
     """How one cache talks to its store: what key and value the store receives."""
 
-    __slots__ = ("_codec", "_weigher", "bytes_store", "codec", "max_bytes")
+    __slots__ = (
+        "_codec",
+        "_decode",
+        "_exact_types",
+        "_weigher",
+        "_weighs",
+        "bytes_store",
+        "codec",
+        "max_bytes",
+    )
 
     def __init__(
         self, store: Any, codec: Codec, weigher: Weigher | None, max_bytes: int | None
@@ -41,6 +57,10 @@ class Encoding:
         self._codec = codec
         self._weigher = weigher or default_weight
         self.max_bytes = max_bytes
+        self._weighs = max_bytes is not None
+        self._decode = codec.decode if self.bytes_store else None
+        # immutable types the codec gives back exactly: held as given, no decode on put
+        self._exact_types: frozenset[type] = frozenset(getattr(codec, "exact_types", ()))
 
     def store_key(self, key: Hashable) -> Any:
         """The key as the store sees it; raises ``CodecError`` for unsupported keys."""
@@ -65,6 +85,34 @@ class Encoding:
         if self.bytes_store:
             return self._codec.decode(stored)
         return stored
+
+    def prepare(self, key: Hashable, value: Any, skey: Any) -> tuple[Any, Any, int]:
+        """(value to hold, value for the store, weight); refuses what cannot be stored.
+
+        For a byte store the cache holds the *decoded* store value, not the
+        caller's object: memory then holds exactly what the store holds (a tuple
+        comes back as a list from memory as from the store, and mutating the
+        object after ``put`` cannot make the two disagree). With the ``bytes``
+        codec that is the same object, not a copy.
+        """
+        decode = self._decode
+        if decode is None and not self._weighs:
+            return value, value, 0  # an object store without a byte bound: nothing to do
+        svalue = self.store_value(value)
+        weight = self.weigh(key, value, skey, svalue) if self._weighs else 0
+        if self.max_bytes is not None and weight > self.max_bytes:
+            raise EntryTooLarge(
+                f"entry for key {key!r} weighs {weight} bytes, more than max_bytes="
+                f"{self.max_bytes}; raise max_bytes or store smaller values"
+            )
+        if decode is None or type(value) in self._exact_types:
+            return value, svalue, weight  # immutable and unchanged by the round trip
+        return decode(svalue), svalue, weight
+
+    def loaded(self, key: Hashable, skey: Any, stored: Any) -> tuple[Any, int]:
+        """A stored value as the cache holds it: (decoded value, weight)."""
+        value = self.decode(stored)
+        return value, (self.weigh(key, value, skey, stored) if self._weighs else 0)
 
     def weigh(self, key: Hashable, value: Any, skey: Any, svalue: Any) -> int:
         """An entry's weight for ``max_bytes`` (0 when the cache has no byte bound)."""

@@ -11,25 +11,30 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Hashable
-from typing import Any, NoReturn
+from typing import Any, TypedDict, Unpack
 
-from ._backend import Encoding, Weigher, wrap_load_error, wrap_write_error
-from ._batches import BatchOps, wake
+from ._backend import Encoding, Weigher
+from ._batches import BatchOps
 from ._core import MISSING, Core, Flight
 from ._group import GroupCommit
 from ._hitpath import make_get
-from .codecs import Codec, get_codec
-from .errors import (
-    CacheClosed,
-    CodecError,
-    ConfigError,
-    EntryTooLarge,
-    KeyNotFound,
+from ._outcomes import (
+    compute_waited,
+    fail_flight,
+    raise_load_error,
+    remove_failed,
+    start_compute,
+    start_read,
+    waited,
+    wake,
+    write_failed,
 )
+from .codecs import Codec, get_codec
+from .errors import CacheClosed, CodecError, ConfigError, KeyNotFound
 from .policies import POLICIES, Policy, make_policy
 from .stats import CacheStats
 
-__all__ = ["WriteThroughCache"]
+__all__ = ["CacheOptions", "CacheView", "WriteThroughCache", "check_options", "check_store"]
 
 _perf = time.perf_counter
 
@@ -95,406 +100,111 @@ def check_options(
     return cap, max_b
 
 
-class WriteThroughCache(BatchOps):
-    """A bounded, thread-safe write-through cache in front of ``store``.
+def check_store(
+    store: Any,
+    *,
+    codec: str | Codec | None,
+    secret: bytes | str | None,
+    trusted_pickle: bool,
+    group_commit: bool | None,
+) -> tuple[Codec, bool]:
+    """Refuse a store that cannot serve these options; (the value codec, group commit on?).
 
-    ``capacity`` bounds the entries held in memory and ``max_bytes`` (optional)
-    their weight; ``policy`` picks what to evict (a name or a ``Policy``);
-    ``codec`` encodes values for byte stores (default msgpack); ``ttl``
-    (seconds) bounds how long an entry is served from memory; ``weigher``
-    weighs ``MemoryStore`` entries for ``max_bytes``. ``close_store`` says
-    whether ``close()`` also closes the store. ``group_commit`` makes concurrent
-    puts share one durable transaction (stores that write a batch in one
-    transaction; ``None``: the store's default); ``group_commit_max_wait`` and
-    ``group_commit_max_size`` bound how long a group waits and how big it gets.
+    ``store`` is a sync store, or an async one with the same attributes.
     """
+    for method in ("load", "store", "remove"):
+        if not callable(getattr(store, method, None)):
+            raise ConfigError(f"{type(store).__name__} is not a store: it has no {method}() method")
+    wants_bytes = bool(getattr(store, "wants_bytes", False))
+    if not wants_bytes and (codec is not None or secret is not None):
+        raise ConfigError(
+            f"{type(store).__name__} holds objects as they are; codec= applies to byte stores"
+        )
+    value_codec = get_codec(codec, secret=secret, trusted=trusted_pickle)
+    can_group = bool(getattr(store, "supports_group_commit", False))
+    if group_commit and not can_group:
+        raise ConfigError(
+            f"{type(store).__name__} cannot do group commit (it needs a store that writes "
+            "a batch atomically: SQLite, PostgreSQL, MySQL/MariaDB, Redis)"
+        )
+    if group_commit is None:
+        group_commit = can_group and bool(getattr(store, "group_commit_default", False))
+    return value_codec, group_commit
 
-    def __init__(
+
+class CacheOptions(TypedDict, total=False):
+    """The options both caches take (``WriteThroughCache`` documents each)."""
+
+    capacity: int
+    max_bytes: int | None
+    policy: str | Policy | None
+    codec: str | Codec | None
+    ttl: float | None
+    weigher: Weigher | None
+    secret: bytes | str | None
+    trusted_pickle: bool
+    close_store: bool
+    group_commit: bool | None
+    group_commit_max_wait: float
+    group_commit_max_size: int
+
+
+class CacheView:
+    """What both caches (threaded and asyncio) share without I/O: setup, size, settings, stats."""
+
+    _core: Core[Any]
+    _enc: Encoding
+    _store: Any
+    _group: GroupCommit | None
+    _closed: bool
+
+    def _configure(
         self,
         store: Any,
-        *,
-        capacity: int = 10_000,
-        max_bytes: int | None = None,
-        policy: str | Policy | None = None,
-        codec: str | Codec | None = None,
-        ttl: float | None = None,
-        weigher: Weigher | None = None,
-        secret: bytes | str | None = None,
-        trusted_pickle: bool = False,
-        close_store: bool = True,
-        group_commit: bool | None = None,
-        group_commit_max_wait: float = 0.0,
-        group_commit_max_size: int = 256,
+        group_store: Any,
+        new_gate: Callable[[], Any],
+        new_signal: Callable[[], Any],
+        owner_id: Callable[[], object],
+        **options: Unpack[CacheOptions],
     ) -> None:
-        cap, max_b = check_options(
-            capacity=capacity,
-            max_bytes=max_bytes,
-            policy=policy,
+        """Check the options against ``store`` and build the core, the encoding and the
+        writer queue (over ``group_store``, a sync store) if group commit is on."""
+        close_store = options.get("close_store", True)
+        cap, max_b = check_options(**{k: v for k, v in options.items() if k != "close_store"})
+        codec = options.get("codec")
+        secret = options.get("secret")
+        value_codec, grouped = check_store(
+            store,
             codec=codec,
-            ttl=ttl,
-            weigher=weigher,
             secret=secret,
-            trusted_pickle=trusted_pickle,
-            group_commit=group_commit,
-            group_commit_max_wait=group_commit_max_wait,
-            group_commit_max_size=group_commit_max_size,
+            trusted_pickle=options.get("trusted_pickle", False),
+            group_commit=options.get("group_commit"),
         )
-        for method in ("load", "store", "remove"):
-            if not callable(getattr(store, method, None)):
-                raise ConfigError(
-                    f"{type(store).__name__} is not a store: it has no {method}() method"
-                )
-        wants_bytes = bool(getattr(store, "wants_bytes", False))
-        if not wants_bytes and (codec is not None or secret is not None):
-            raise ConfigError(
-                f"{type(store).__name__} holds objects as they are; codec= applies to byte stores"
-            )
-        value_codec = get_codec(codec, secret=secret, trusted=trusted_pickle)
-        can_group = bool(getattr(store, "supports_group_commit", False))
-        if group_commit and not can_group:
-            raise ConfigError(
-                f"{type(store).__name__} cannot do group commit (it needs a store that writes "
-                "a batch atomically: SQLite, PostgreSQL, MySQL/MariaDB, Redis)"
-            )
-        if group_commit is None:
-            group_commit = can_group and bool(getattr(store, "group_commit_default", False))
         self._group = (
-            GroupCommit(store, max_wait=group_commit_max_wait, max_size=group_commit_max_size)
-            if group_commit
+            GroupCommit(
+                group_store,
+                max_wait=options.get("group_commit_max_wait", 0.0),
+                max_size=options.get("group_commit_max_size", 256),
+            )
+            if grouped
             else None
-        )
-        #: one durable write: through the writer queue, or straight to the store
-        self._write_one: Callable[[Any, Any], None] = (
-            self._group.store if self._group is not None else store.store
         )
         self._store = store
         self._close_store = close_store
-        self._enc = Encoding(store, value_codec, weigher, max_b)
-        self._core: Core[threading.Lock] = Core(
+        self._enc = Encoding(store, value_codec, options.get("weigher"), max_b)
+        ttl = options.get("ttl")
+        self._core = Core(
             capacity=cap,
             max_bytes=max_b,
-            policy=make_policy(policy),
+            policy=make_policy(options.get("policy")),
             ttl=float(ttl) if ttl is not None else None,
-            new_gate=threading.Lock,
-            new_signal=threading.Event,
-            owner_id=threading.get_ident,
+            new_gate=new_gate,
+            new_signal=new_signal,
+            owner_id=owner_id,
         )
         self._closed = False
-        self._lookup = getattr(store, "lookup", None)
-        self._load_many = getattr(store, "load_many", None)
-        self._store_many = getattr(store, "store_many", None)
-        self._remove_many = getattr(store, "remove_many", None)
         self._store_key = self._enc.store_key
-        self._decode = value_codec.decode if wants_bytes else None
-        # immutable types the codec gives back exactly: held as given, no decode on put
-        self._exact_types: frozenset[type] = frozenset(getattr(value_codec, "exact_types", ()))
-        self._weighs = max_b is not None
-        # The hit path: a closure that shadows the ``get`` method on this instance.
-        self.__dict__["get"] = make_get(self._core, self._get_slow)
-
-    # ------------------------------------------------------------ the hit path
-
-    def get(self, key: Hashable, default: Any = None) -> Any:
-        """The value for ``key``: from memory on a hit, else from the store (and kept).
-
-        Returns ``default`` when neither holds the key. Concurrent misses of one
-        key share a single store load. Raises ``StoreError`` if the load fails.
-        """
-        # Each instance shadows this method with the closure from _hitpath.make_get().
-        return self.__dict__["get"](key, default)
-
-    def _get_slow(self, key: Hashable, default: Any) -> Any:
-        if self._closed:
-            raise CacheClosed("the cache is closed")
-        skey = self._store_key(key)
-        core = self._core
-        if core.ttl is not None:
-            core.expire(key)
-        flight, leader, value = core.start_load(key)
-        if flight is None:
-            return value
-        if not leader:
-            found, value = self._wait(flight)
-            return value if found else default
-        # the leader's load, inlined: this is the miss path of every get
-        start = _perf()
-        try:
-            found, value, weight = self._load(key, skey)
-        except BaseException as exc:
-            self._fail_flight(flight, exc, start)
-        try:
-            signal = core.finish_load(flight, found, value, weight, _perf() - start)
-        except BaseException:
-            wake(flight.signal)  # settled already; only the install failed
-            raise
-        if signal is not None:
-            signal.set()
-        return value if found else default
-
-    def _prepare_key(self, key: Hashable) -> Any:
-        """The store's key for ``key``; refuses a closed cache and unsupported keys."""
-        if self._closed:
-            raise CacheClosed("the cache is closed")
-        return self._store_key(key)
-
-    def _load_raw(self, skey: Any) -> Any:
-        """One store read, undecoded; ``MISSING`` when absent."""
-        lookup = self._lookup
-        if lookup is not None:
-            return lookup(skey, MISSING)
-        stored = self._store.load(skey)
-        return MISSING if stored is None else stored
-
-    def _load(self, key: Hashable, skey: Any) -> tuple[bool, Any, int]:
-        """One store read: (found, decoded value, weight)."""
-        lookup = self._lookup
-        if lookup is not None:
-            stored = lookup(skey, MISSING)
-            if stored is MISSING:
-                return False, None, 0
-        else:
-            stored = self._store.load(skey)
-            if stored is None:
-                return False, None, 0
-        decode = self._decode
-        value = stored if decode is None else decode(stored)
-        return True, value, (self._enc.weigh(key, value, skey, stored) if self._weighs else 0)
-
-    def _load_for(self, flight: Flight, skey: Any) -> tuple[bool, Any, int, float]:
-        """The leader's store read: (found, value, weight, seconds)."""
-        start = _perf()
-        try:
-            found, value, weight = self._load(flight.key, skey)
-        except BaseException as exc:
-            self._fail_flight(flight, exc, start)
-        return found, value, weight, _perf() - start
-
-    def _fail_flight(self, flight: Flight, exc: BaseException, start: float) -> NoReturn:
-        """A leader's load failed: every waiter gets the error (wrapped in ``StoreError``
-        unless already ours), nothing is cached, and the leader raises it too."""
-        err: BaseException = (
-            wrap_load_error(exc, flight.key, self._store) if isinstance(exc, Exception) else exc
-        )
-        wake(self._core.fail_load(flight, err, _perf() - start))
-        if err is exc:
-            raise exc
-        raise err from exc
-
-    def _wait(self, flight: Flight, count: bool = True) -> tuple[bool, Any]:
-        core = self._core
-        if core.begin_wait(flight):
-            try:
-                flight.signal.wait()
-            finally:
-                core.stop_waiting()
-        if count:
-            core.count_waiter(flight)
-        if flight.error is not None:
-            raise flight.error
-        return flight.found, flight.value
-
-    # ------------------------------------------------------------ writes
-
-    def put(self, key: Hashable, value: Any) -> None:
-        """Write ``value`` to the store, then hold it; durable before this returns.
-
-        On a store failure raises a ``StoreError`` subclass (driver error as
-        ``__cause__``) and drops ``key`` from memory, since the store may or may
-        not hold the new value.
-        """
-        # Inlined where the other writes share helpers: everything a put does after
-        # the store's commit runs on a cold CPU (the fsync), where each call costs
-        # several times what it does warm.
-        if self._closed:
-            raise CacheClosed("the cache is closed")
-        skey = self._store_key(key)
-        held, svalue, weight = self._prepare_value(key, value, skey)
-        core = self._core
-        gate = core.acquire_gate(key)
-        try:
-            gate.acquire()
-        except BaseException:
-            core.release_gate(key)
-            raise
-        try:
-            start = _perf()
-            try:
-                self._write_one(skey, svalue)
-            except BaseException as exc:
-                self._write_failed(key, exc, start)
-            core.finish_write(key, held, weight, _perf() - start)
-        finally:
-            gate.release()
-            core.release_gate(key)
-
-    def _prepare_value(self, key: Hashable, value: Any, skey: Any) -> tuple[Any, Any, int]:
-        """(value to hold, value for the store, weight); refuses what cannot be stored.
-
-        For a byte store the cache holds the *decoded* store value, not the
-        caller's object: memory then holds exactly what the store holds (a tuple
-        comes back as a list from memory as from the store, and mutating the
-        object after ``put`` cannot make the two disagree). With the ``bytes``
-        codec that is the same object, not a copy.
-        """
-        decode = self._decode
-        if decode is None and not self._weighs:
-            return value, value, 0  # an object store without a byte bound: nothing to do
-        enc = self._enc
-        svalue = enc.store_value(value)
-        weight = enc.weigh(key, value, skey, svalue) if self._weighs else 0
-        if enc.max_bytes is not None and weight > enc.max_bytes:
-            raise EntryTooLarge(
-                f"entry for key {key!r} weighs {weight} bytes, more than max_bytes="
-                f"{enc.max_bytes}; raise max_bytes or store smaller values"
-            )
-        if decode is None or type(value) in self._exact_types:
-            return value, svalue, weight  # immutable and unchanged by the round trip
-        return decode(svalue), svalue, weight
-
-    def _write_failed(self, key: Hashable, exc: BaseException, start: float) -> NoReturn:
-        """The store refused a write (or may not have applied it): drop the key, raise."""
-        self._core.fail_write(key, _perf() - start)
-        if not isinstance(exc, Exception):
-            raise exc
-        err = wrap_write_error(exc, key, self._store)
-        if err is exc:
-            raise exc
-        raise err from exc
-
-    def _write_locked(self, key: Hashable, skey: Any, value: Any, svalue: Any, weight: int) -> None:
-        """The store write and its outcome; the caller holds the key's gate."""
-        start = _perf()
-        try:
-            self._write_one(skey, svalue)
-        except BaseException as exc:
-            self._write_failed(key, exc, start)
-        self._core.finish_write(key, value, weight, _perf() - start)
-
-    def invalidate(self, key: Hashable) -> bool:
-        """Remove ``key`` from the store, then from memory; True if either held it.
-
-        A failed store removal raises and still drops the local entry.
-        """
-        skey = self._prepare_key(key)
-        core = self._core
-        with self._gates([key], [skey]):
-            start = _perf()
-            try:
-                existed = bool(self._store.remove(skey))
-            except BaseException as exc:
-                core.finish_remove(key, _perf() - start, ok=False)
-                if not isinstance(exc, Exception):
-                    raise
-                err = wrap_write_error(exc, key, self._store, "removing")
-                if err is exc:
-                    raise
-                raise err from exc
-            held = core.finish_remove(key, _perf() - start)
-        return existed or held
-
-    # ------------------------------------------------------------ compute
-
-    def get_or_compute(self, key: Hashable, fn: Callable[[Hashable], Any]) -> Any:
-        """The cached or stored value, else ``fn(key)`` written through and returned.
-
-        One call per key runs at a time; concurrent callers wait for it and get
-        its result (or its exception). If a ``put``/``invalidate`` of the key
-        completes while ``fn`` runs, that newer write stands and ``fn``'s result
-        is returned but not written. ``fn`` re-entering the cache on the same key
-        raises ``ReentrantCompute``.
-        """
-        if not callable(fn):
-            raise ConfigError(f"get_or_compute needs a callable, got {fn!r}")
-        skey = self._prepare_key(key)
-        core = self._core
-        while True:
-            if core.ttl is not None:
-                core.expire(key)
-            flight, leader, value = core.start_load(key, compute=True)
-            if flight is None:
-                return value
-            if leader:
-                return self._lead_compute(flight, skey, fn)
-            try:
-                found, value = self._wait(flight, count=False)
-            except BaseException:
-                core.count_waiter(flight)  # the shared load or compute failed
-                raise
-            if found:
-                core.count_waiter(flight)
-                return value
-            # a plain get's load found nothing: this caller computes, in a new flight
-
-    def _lead_compute(self, flight: Flight, skey: Any, fn: Callable[[Hashable], Any]) -> Any:
-        core = self._core
-        key = flight.key
-        found, value, weight, seconds = self._load_for(flight, skey)
-        if found:
-            try:
-                wake(core.finish_load(flight, True, value, weight, seconds))
-            except BaseException:
-                wake(flight.signal)  # settled already; only the install failed
-                raise
-            return value
-        core.note_absent(flight, seconds)
-        try:
-            value = fn(key)
-            value, svalue, weight = self._prepare_value(key, value, skey)
-            with self._gates([key], [skey]):
-                if not flight.stale:
-                    self._write_locked(key, skey, value, svalue, weight)
-        except BaseException as exc:
-            wake(core.settle(flight, False, None, exc))
-            raise
-        wake(core.settle(flight, True, value))
-        return value
-
-    # ------------------------------------------------------------ local only
-
-    def evict(self, key: Hashable) -> bool:
-        """Drop ``key`` from memory only (the store keeps it); True if it was held."""
-        if self._closed:
-            raise CacheClosed("the cache is closed")
-        try:
-            return self._core.evict(key)
-        except TypeError:
-            raise CodecError(f"unhashable key of type {type(key).__name__}") from None
-
-    def evict_all(self) -> None:
-        """Drop every entry from memory only."""
-        if self._closed:
-            raise CacheClosed("the cache is closed")
-        self._core.evict_all()
-
-    # ------------------------------------------------------------ mapping sugar
-
-    def __getitem__(self, key: Hashable) -> Any:
-        value = self.get(key, MISSING)
-        if value is MISSING:
-            raise KeyNotFound(f"key {key!r} is neither cached nor stored")
-        return value
-
-    def __setitem__(self, key: Hashable, value: Any) -> None:
-        self.put(key, value)
-
-    def __delitem__(self, key: Hashable) -> None:
-        if not self.invalidate(key):
-            raise KeyNotFound(f"key {key!r} is neither cached nor stored")
-
-    def __contains__(self, key: object) -> bool:
-        """Held in memory or in the store; counts nothing and installs nothing."""
-        skey = self._prepare_key(key)
-        core = self._core
-        if key in core.data and (core.ttl is None or core.expires.get(key, 0.0) > time.monotonic()):
-            return True
-        try:
-            found, _, _ = self._load(key, skey)
-        except Exception as exc:
-            err = wrap_load_error(exc, key, self._store)
-            if err is exc:
-                raise
-            raise err from exc
-        return found
+        self._prepare_value = self._enc.prepare
 
     def __len__(self) -> int:
         """Entries held in memory now (the seed's ``cache_len``)."""
@@ -507,8 +217,6 @@ class WriteThroughCache(BatchOps):
     # Not iterable: with __getitem__ alone, iter() would probe cache[0], cache[1], ...
     # against the store. Use get_many() with the keys you mean.
     __iter__ = None
-
-    # ------------------------------------------------------------ introspection
 
     def stats(self) -> CacheStats:
         """A frozen snapshot of the statistics."""
@@ -556,16 +264,340 @@ class WriteThroughCache(BatchOps):
     def closed(self) -> bool:
         return self._closed
 
-    def close(self) -> None:
-        """Drop everything held and refuse later calls; closes the store if ``close_store``."""
+    def _evict_now(self, key: Hashable) -> bool:
+        """``evict``: local only, never blocks."""
+        if self._closed:
+            raise CacheClosed("the cache is closed")
+        try:
+            return self._core.evict(key)
+        except TypeError:
+            raise CodecError(f"unhashable key of type {type(key).__name__}") from None
+
+    def _evict_all_now(self) -> None:
+        if self._closed:
+            raise CacheClosed("the cache is closed")
+        self._core.evict_all()
+
+    def _shut(self) -> bool:
+        """Mark the cache closed and drop what it holds; False if it was closed already."""
         core = self._core
         with core.lock:
             if self._closed:
-                return
+                return False
             self._closed = True
             core.closed = True
             core.installing = False  # a put or load finishing after this installs nothing
             core.drop_all()
+        return True
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else f"{len(self)}/{self.capacity} entries"
+        return (
+            f"<{type(self).__name__} {state} policy={self._core.policy.name!r} "
+            f"store={type(self._store).__name__}>"
+        )
+
+
+class WriteThroughCache(BatchOps, CacheView):
+    """A bounded, thread-safe write-through cache in front of ``store``.
+
+    ``capacity`` bounds the entries held in memory and ``max_bytes`` (optional)
+    their weight; ``policy`` picks what to evict (a name or a ``Policy``);
+    ``codec`` encodes values for byte stores (default msgpack); ``ttl``
+    (seconds) bounds how long an entry is served from memory; ``weigher``
+    weighs ``MemoryStore`` entries for ``max_bytes``. ``close_store`` says
+    whether ``close()`` also closes the store. ``group_commit`` makes concurrent
+    puts share one durable transaction (stores that write a batch in one
+    transaction; ``None``: the store's default); ``group_commit_max_wait`` and
+    ``group_commit_max_size`` bound how long a group waits and how big it gets.
+    """
+
+    def __init__(
+        self,
+        store: Any,
+        *,
+        capacity: int = 10_000,
+        max_bytes: int | None = None,
+        policy: str | Policy | None = None,
+        codec: str | Codec | None = None,
+        ttl: float | None = None,
+        weigher: Weigher | None = None,
+        secret: bytes | str | None = None,
+        trusted_pickle: bool = False,
+        close_store: bool = True,
+        group_commit: bool | None = None,
+        group_commit_max_wait: float = 0.0,
+        group_commit_max_size: int = 256,
+    ) -> None:
+        self._configure(
+            store,
+            store,
+            threading.Lock,
+            threading.Event,
+            threading.get_ident,
+            capacity=capacity,
+            max_bytes=max_bytes,
+            policy=policy,
+            codec=codec,
+            ttl=ttl,
+            weigher=weigher,
+            secret=secret,
+            trusted_pickle=trusted_pickle,
+            close_store=close_store,
+            group_commit=group_commit,
+            group_commit_max_wait=group_commit_max_wait,
+            group_commit_max_size=group_commit_max_size,
+        )
+        #: one durable write: through the writer queue, or straight to the store
+        self._write_one: Callable[[Any, Any], None] = (
+            self._group.store if self._group is not None else store.store
+        )
+        self._lookup = getattr(store, "lookup", None)
+        self._load_many = getattr(store, "load_many", None)
+        self._store_many = getattr(store, "store_many", None)
+        self._remove_many = getattr(store, "remove_many", None)
+        self._decode = self._enc.codec.decode if self._enc.bytes_store else None
+        self._weighs = self._core.max_bytes is not None
+        # The hit path: a closure that shadows the ``get`` method on this instance.
+        self.__dict__["get"] = make_get(self._core, self._get_slow)
+
+    # ------------------------------------------------------------ the hit path
+
+    def get(self, key: Hashable, default: Any = None) -> Any:
+        """The value for ``key``: from memory on a hit, else from the store (and kept).
+
+        Returns ``default`` when neither holds the key. Concurrent misses of one
+        key share a single store load. Raises ``StoreError`` if the load fails.
+        """
+        # Each instance shadows this method with the closure from _hitpath.make_get().
+        return self.__dict__["get"](key, default)
+
+    def _get_slow(self, key: Hashable, default: Any) -> Any:
+        if self._closed:
+            raise CacheClosed("the cache is closed")
+        skey = self._store_key(key)
+        core = self._core
+        flight, leader, value = start_read(core, key)
+        if flight is None:
+            return value
+        if not leader:
+            found, value = self._wait(flight)
+            return value if found else default
+        # the leader's load, inlined: this is the miss path of every get
+        start = _perf()
+        try:
+            found, value, weight = self._load(key, skey)
+        except BaseException as exc:
+            fail_flight(core, self._store, flight, exc, start)
+        try:
+            signal = core.finish_load(flight, found, value, weight, _perf() - start)
+        except BaseException:
+            wake(flight.signal)  # settled already; only the install failed
+            raise
+        if signal is not None:
+            signal.set()
+        return value if found else default
+
+    def _prepare_key(self, key: Hashable) -> Any:
+        """The store's key for ``key``; refuses a closed cache and unsupported keys."""
+        if self._closed:
+            raise CacheClosed("the cache is closed")
+        return self._store_key(key)
+
+    def _load_raw(self, skey: Any) -> Any:
+        """One store read, undecoded; ``MISSING`` when absent."""
+        lookup = self._lookup
+        if lookup is not None:
+            return lookup(skey, MISSING)
+        stored = self._store.load(skey)
+        return MISSING if stored is None else stored
+
+    def _load(self, key: Hashable, skey: Any) -> tuple[bool, Any, int]:
+        """One store read: (found, decoded value, weight)."""
+        lookup = self._lookup
+        if lookup is not None:
+            stored = lookup(skey, MISSING)
+            if stored is MISSING:
+                return False, None, 0
+        else:
+            stored = self._store.load(skey)
+            if stored is None:
+                return False, None, 0
+        decode = self._decode
+        value = stored if decode is None else decode(stored)
+        return True, value, (self._enc.weigh(key, value, skey, stored) if self._weighs else 0)
+
+    def _load_for(self, flight: Flight, skey: Any) -> tuple[bool, Any, int, float]:
+        """The leader's store read: (found, value, weight, seconds)."""
+        start = _perf()
+        try:
+            found, value, weight = self._load(flight.key, skey)
+        except BaseException as exc:
+            fail_flight(self._core, self._store, flight, exc, start)
+        return found, value, weight, _perf() - start
+
+    def _wait(self, flight: Flight) -> tuple[bool, Any]:
+        self._settled(flight)
+        return waited(self._core, flight, True)
+
+    def _settled(self, flight: Flight) -> None:
+        """Block until ``flight`` settles."""
+        core = self._core
+        if core.begin_wait(flight):
+            try:
+                flight.signal.wait()
+            finally:
+                core.stop_waiting()
+
+    # ------------------------------------------------------------ writes
+
+    def put(self, key: Hashable, value: Any) -> None:
+        """Write ``value`` to the store, then hold it; durable before this returns.
+
+        On a store failure raises a ``StoreError`` subclass (driver error as
+        ``__cause__``) and drops ``key`` from memory, since the store may or may
+        not hold the new value.
+        """
+        # Inlined where the other writes share helpers: everything a put does after
+        # the store's commit runs on a cold CPU (the fsync), where each call costs
+        # several times what it does warm.
+        if self._closed:
+            raise CacheClosed("the cache is closed")
+        skey = self._store_key(key)
+        held, svalue, weight = self._prepare_value(key, value, skey)
+        core = self._core
+        gate = core.acquire_gate(key)
+        try:
+            gate.acquire()
+        except BaseException:
+            core.release_gate(key)
+            raise
+        try:
+            start = _perf()
+            try:
+                self._write_one(skey, svalue)
+            except BaseException as exc:
+                write_failed(core, self._store, key, exc, start)
+            core.finish_write(key, held, weight, _perf() - start)
+        finally:
+            gate.release()
+            core.release_gate(key)
+
+    def _write_locked(self, key: Hashable, skey: Any, value: Any, svalue: Any, weight: int) -> None:
+        """The store write and its outcome; the caller holds the key's gate."""
+        start = _perf()
+        try:
+            self._write_one(skey, svalue)
+        except BaseException as exc:
+            write_failed(self._core, self._store, key, exc, start)
+        self._core.finish_write(key, value, weight, _perf() - start)
+
+    def invalidate(self, key: Hashable) -> bool:
+        """Remove ``key`` from the store, then from memory; True if either held it.
+
+        A failed store removal raises and still drops the local entry.
+        """
+        skey = self._prepare_key(key)
+        core = self._core
+        with self._gates([key], [skey]):
+            start = _perf()
+            try:
+                existed = bool(self._store.remove(skey))
+            except BaseException as exc:
+                remove_failed(core, self._store, key, exc, start)
+            held = core.finish_remove(key, _perf() - start)
+        return existed or held
+
+    # ------------------------------------------------------------ compute
+
+    def get_or_compute(self, key: Hashable, fn: Callable[[Hashable], Any]) -> Any:
+        """The cached or stored value, else ``fn(key)`` written through and returned.
+
+        One call per key runs at a time; concurrent callers wait for it and get
+        its result (or its exception). If a ``put``/``invalidate`` of the key
+        completes while ``fn`` runs, that newer write stands and ``fn``'s result
+        is returned but not written. ``fn`` re-entering the cache on the same key
+        raises ``ReentrantCompute``.
+        """
+        skey = self._prepare_key(key)
+        core = self._core
+        while True:
+            flight, leader, value = start_compute(core, key, fn)
+            if flight is None:
+                return value
+            if leader:
+                return self._lead_compute(flight, skey, fn)
+            self._settled(flight)
+            found, value = compute_waited(core, flight)
+            if found:
+                return value
+            # a plain get's load found nothing: this caller computes, in a new flight
+
+    def _lead_compute(self, flight: Flight, skey: Any, fn: Callable[[Hashable], Any]) -> Any:
+        core = self._core
+        key = flight.key
+        found, value, weight, seconds = self._load_for(flight, skey)
+        if found:
+            try:
+                wake(core.finish_load(flight, True, value, weight, seconds))
+            except BaseException:
+                wake(flight.signal)  # settled already; only the install failed
+                raise
+            return value
+        core.note_absent(flight, seconds)
+        try:
+            value = fn(key)
+            value, svalue, weight = self._prepare_value(key, value, skey)
+            with self._gates([key], [skey]):
+                if not flight.stale:
+                    self._write_locked(key, skey, value, svalue, weight)
+        except BaseException as exc:
+            wake(core.settle(flight, False, None, exc))
+            raise
+        wake(core.settle(flight, True, value))
+        return value
+
+    # ------------------------------------------------------------ local only
+
+    def evict(self, key: Hashable) -> bool:
+        """Drop ``key`` from memory only (the store keeps it); True if it was held."""
+        return self._evict_now(key)
+
+    def evict_all(self) -> None:
+        """Drop every entry from memory only."""
+        self._evict_all_now()
+
+    # ------------------------------------------------------------ mapping sugar
+
+    def __getitem__(self, key: Hashable) -> Any:
+        value = self.get(key, MISSING)
+        if value is MISSING:
+            raise KeyNotFound(f"key {key!r} is neither cached nor stored")
+        return value
+
+    def __setitem__(self, key: Hashable, value: Any) -> None:
+        self.put(key, value)
+
+    def __delitem__(self, key: Hashable) -> None:
+        if not self.invalidate(key):
+            raise KeyNotFound(f"key {key!r} is neither cached nor stored")
+
+    def __contains__(self, key: object) -> bool:
+        """Held in memory or in the store; counts nothing and installs nothing."""
+        skey = self._prepare_key(key)
+        core = self._core
+        if key in core.data and (core.ttl is None or core.expires.get(key, 0.0) > time.monotonic()):
+            return True
+        try:
+            found, _, _ = self._load(key, skey)
+        except Exception as exc:
+            raise_load_error(exc, key, self._store)
+        return found
+
+    def close(self) -> None:
+        """Drop everything held and refuse later calls; closes the store if ``close_store``."""
+        if not self._shut():
+            return
         if self._group is not None:
             self._group.close()  # queued puts fail with CacheClosed; the commit in flight ends
         if self._close_store:
@@ -578,10 +610,3 @@ class WriteThroughCache(BatchOps):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-    def __repr__(self) -> str:
-        state = "closed" if self._closed else f"{len(self)}/{self.capacity} entries"
-        return (
-            f"<WriteThroughCache {state} policy={self._core.policy.name!r} "
-            f"store={type(self._store).__name__}>"
-        )

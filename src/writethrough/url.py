@@ -8,17 +8,21 @@ listed in ``_BUILTIN`` by import path).
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from .cache import WriteThroughCache, check_options
 from .errors import ConfigError
 
-__all__ = ["URL", "open", "open_store", "parse_url", "register_scheme"]
+if TYPE_CHECKING:
+    from .aio import AsyncWriteThroughCache
+
+__all__ = ["URL", "open", "open_async", "open_store", "parse_url", "register_scheme"]
 
 StoreFactory = Callable[["URL", dict[str, Any]], Any]
 
@@ -187,6 +191,8 @@ _CACHE_OPTIONS: dict[str, Callable[[str, str], Any]] = {
     "group_commit_max_wait": _to_float,
     "group_commit_max_size": _to_int,
 }
+#: ``open_async`` also takes the worker-thread count of stores without an async driver.
+_ASYNC_CACHE_OPTIONS = {**_CACHE_OPTIONS, "threads": _to_int}
 
 
 def open_store(url: str, **options: Any) -> Any:
@@ -223,11 +229,53 @@ def open(url: str, **options: Any) -> WriteThroughCache:
     agree. Store options (``table``, ``synchronous``, ...) go to the store; the rest
     to ``WriteThroughCache``. An unknown option or scheme raises ``ConfigError``.
     """
+    parsed, factory, store_options, cache_options = _split_options(url, options, _CACHE_OPTIONS)
+    store = factory(parsed, store_options)
+    with _closed_on_error(store):
+        _refuse_leftovers(parsed, store_options)
+        return WriteThroughCache(store, **cache_options)
+
+
+async def open_async(url: str, **options: Any) -> AsyncWriteThroughCache:
+    """``open`` for asyncio: ``cache = await wt.open_async("postgresql://localhost/app")``.
+
+    The same URLs and options, plus ``threads`` (worker threads for stores
+    without an async driver). The store is opened in a worker thread, so the
+    event loop never waits on the connection or the table setup.
+    """
+    import asyncio
+
+    from .aio import AsyncWriteThroughCache
+
+    parsed, factory, store_options, cache_options = _split_options(
+        url, options, _ASYNC_CACHE_OPTIONS
+    )
+    store = await asyncio.to_thread(factory, parsed, store_options)
+    with _closed_on_error(store):
+        _refuse_leftovers(parsed, store_options)
+        cache = AsyncWriteThroughCache(store, **cache_options)
+    try:
+        opener = getattr(cache.async_store, "open", None)
+        if callable(opener):
+            await opener()
+    except BaseException:
+        await cache.aclose()
+        raise
+    return cache
+
+
+def _split_options(
+    url: str, options: dict[str, Any], known: dict[str, Callable[[str, str], Any]]
+) -> tuple[URL, StoreFactory, dict[str, Any], dict[str, Any]]:
+    """Parse ``url``, merge its query with ``options``, and split store from cache options.
+
+    Cache options are checked before the store exists: nothing half-made on bad input.
+    """
     parsed = parse_url(url)
     factory = _factory(parsed.scheme)
     merged: dict[str, Any] = {}
     for name, text in parsed.query.items():
-        convert = _CACHE_OPTIONS.get(name)
+        convert = known.get(name)
         merged[name] = convert(name, text) if convert is not None else text
     for name, value in options.items():
         if name in merged and merged[name] != value:
@@ -236,15 +284,23 @@ def open(url: str, **options: Any) -> WriteThroughCache:
                 f"URL query and {value!r} as a keyword; give it once"
             )
         merged[name] = value
-    store_options = {k: v for k, v in merged.items() if k not in _CACHE_OPTIONS}
-    cache_options = {k: v for k, v in merged.items() if k in _CACHE_OPTIONS}
-    check_options(**cache_options)  # before the store exists: nothing half-made on bad input
-    store = factory(parsed, store_options)
+    store_options = {k: v for k, v in merged.items() if k not in known}
+    cache_options = {k: v for k, v in merged.items() if k in known}
+    check_options(**{k: v for k, v in cache_options.items() if k in _CACHE_OPTIONS})
+    return parsed, factory, store_options, cache_options
+
+
+def _refuse_leftovers(parsed: URL, store_options: dict[str, Any]) -> None:
+    """The store factory pops what it knows: anything left is an unknown option."""
+    if store_options:
+        names = ", ".join(sorted(store_options))
+        raise ConfigError(f"unknown option(s) for {parsed.scheme}:// URLs: {names}")
+
+
+@contextlib.contextmanager
+def _closed_on_error(store: Any) -> Iterator[None]:
     try:
-        if store_options:
-            names = ", ".join(sorted(store_options))
-            raise ConfigError(f"unknown option(s) for {parsed.scheme}:// URLs: {names}")
-        return WriteThroughCache(store, **cache_options)
+        yield
     except BaseException:
         close = getattr(store, "close", None)
         if callable(close):

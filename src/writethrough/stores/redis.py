@@ -174,17 +174,22 @@ class RedisStore(BytesStore):
         """A pool of at most ``pool_size`` connections, opened on demand (no I/O here)."""
         make_pool: Any = redis.BlockingConnectionPool  # untyped in redis-py
         pool: redis.BlockingConnectionPool = make_pool(
+            retry=Retry(NoBackoff(), 0), **self._pool_options()
+        )
+        return pool, redis.Redis(connection_pool=pool)
+
+    def _pool_options(self) -> dict[str, Any]:
+        """The pool's settings (shared with the asyncio store, which adds its own ``retry``)."""
+        return dict(
             max_connections=self._pool_size,
             timeout=self._pool_timeout,
             socket_timeout=self._socket_timeout,
             socket_connect_timeout=self._connect_timeout,
             # no retries inside redis-py: a failed write must not be sent twice
-            retry=Retry(NoBackoff(), 0),
             retry_on_timeout=False,
             retry_on_error=[],
             **self._kwargs,
         )
-        return pool, redis.Redis(connection_pool=pool)
 
     def _handshake(self) -> tuple[str, bool | None]:
         """PING, and read the persistence settings, in one round trip; fail fast if down."""
