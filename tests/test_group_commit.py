@@ -1,9 +1,9 @@
 """Group commit: concurrent puts share a transaction, and each is durable when it returns.
 
-Against real SQLite files (the server stores join in test_group_commit_servers.py):
+Against real SQLite files, and the PostgreSQL and MariaDB servers on loopback:
 grouping happens, a poisoned member fails alone, order per key holds, close
 fails the waiting and keeps the commit in flight, and SIGKILL never loses an
-acknowledged put.
+acknowledged put (SQLite and PostgreSQL).
 """
 
 from __future__ import annotations
@@ -16,12 +16,24 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from servers import (
+    MYSQL_PORT,
+    MYSQL_URL,
+    PG_PORT,
+    PG_URL,
+    drop_mysql_table,
+    drop_pg_table,
+    require_module,
+    require_server,
+    unique_name,
+)
 
 import writethrough as wt
 from writethrough._group import GroupCommit
@@ -43,8 +55,8 @@ def _poison(path: Path, table: str = "writethrough") -> bytes:
     return b"\xde\xad\xbe\xef"  # the bytes codec stores it as it is
 
 
-class SlowStore(SQLiteStore):
-    """A real SQLiteStore whose writes wait on a gate first, so a group can be built up."""
+class Gated:
+    """Mixed into a real store: its writes wait on a gate first, so a group can build up."""
 
     gate: threading.Event
     entered: threading.Event
@@ -52,19 +64,27 @@ class SlowStore(SQLiteStore):
     def store(self, key: bytes, value: bytes) -> None:
         self.entered.set()
         self.gate.wait(10)
-        super().store(key, value)
+        super().store(key, value)  # type: ignore[misc]
 
     def store_many(self, items: Any) -> None:
         self.entered.set()
         self.gate.wait(10)
-        super().store_many(items)
+        super().store_many(items)  # type: ignore[misc]
+
+
+class SlowStore(Gated, SQLiteStore):
+    """A real SQLiteStore whose writes wait on a gate."""
 
 
 def _slow(tmp_path: Path) -> SlowStore:
-    s = SlowStore(tmp_path / "slow.db")
-    s.gate = threading.Event()
-    s.entered = threading.Event()
-    return s
+    store: SlowStore = _gate(SlowStore(tmp_path / "slow.db"))
+    return store
+
+
+def _gate(store: Any) -> Any:
+    store.gate = threading.Event()
+    store.entered = threading.Event()
+    return store
 
 
 def _wait_queued(group: GroupCommit, n: int) -> None:
@@ -110,34 +130,72 @@ def test_url_option(tmp_path: Path) -> None:
 
 
 # -- grouping
-def test_concurrent_puts_share_commits(tmp_path: Path) -> None:
-    cache = wt.open(f"sqlite:///{tmp_path}/a.db", group_commit=True)
+def _eight_writers_share_commits(url: str, puts: int) -> None:
+    """8 threads put ``puts`` keys each with group commit on; check stats and the store."""
+    cache = wt.open(url, group_commit=True)
     barrier = threading.Barrier(8)
+    errors: list[BaseException] = []
 
     def work(t: int) -> None:
         barrier.wait()
-        for i in range(40):
-            cache.put(f"t{t}:{i}", i)
+        try:
+            for i in range(puts):
+                cache.put(f"t{t}:{i}", [t, i])
+        except BaseException as exc:
+            errors.append(exc)
 
     threads = [threading.Thread(target=work, args=(t,)) for t in range(8)]
     for th in threads:
         th.start()
     for th in threads:
         th.join()
+    assert errors == []
     stats = cache.stats()
-    assert stats.writes == 320 and stats.group_commit_members == 320
-    assert stats.commits < 320  # some puts shared a transaction
+    assert stats.writes == 8 * puts and stats.group_commit_members == 8 * puts
+    assert stats.commits < 8 * puts  # some puts shared a transaction
     assert stats.mean_group_size > 1.0
     cache.close()
-    with SQLiteStore(tmp_path / "a.db") as s:
-        assert (
-            len(
-                s.load_many(
-                    [wt.codecs.encode_key(f"t{t}:{i}") for t in range(8) for i in range(40)]
-                )
-            )
-            == 320
-        )
+    with wt.open(url, group_commit=False) as fresh:  # what the store holds
+        expected = {f"t{t}:{i}": [t, i] for t in range(8) for i in range(puts)}
+        assert fresh.get_many(list(expected)) == expected
+
+
+def _poisoned_member_fails_alone(store: Any, poisoned: bytes) -> None:
+    """A group of 50 behind a gated commit, member 17 refused: only its caller fails."""
+    cache = wt.WriteThroughCache(store, group_commit=True, codec="bytes")
+    results: dict[int, BaseException | None] = {}
+
+    def put(i: int) -> None:
+        try:
+            cache.put(f"k{i}", poisoned if i == 17 else f"v{i}".encode())
+            results[i] = None
+        except BaseException as exc:
+            results[i] = exc
+
+    first = threading.Thread(target=put, args=(0,))
+    first.start()
+    assert store.entered.wait(5)
+    threads = [threading.Thread(target=put, args=(i,)) for i in range(1, 51)]
+    for th in threads:
+        th.start()
+    assert cache._group is not None
+    _wait_queued(cache._group, 50)
+    store.gate.set()
+    for th in [first, *threads]:
+        th.join()
+    assert isinstance(results.pop(17), StoreWriteError)
+    assert results == {i: None for i in range(51) if i != 17}  # every other caller succeeded
+    assert "k17" not in cache
+    assert cache.get("k17") is None
+    cache.evict_all()
+    assert cache.get_many([f"k{i}" for i in range(51) if i != 17]) == {
+        f"k{i}": f"v{i}".encode() for i in range(51) if i != 17
+    }
+    cache.close()
+
+
+def test_concurrent_puts_share_commits(tmp_path: Path) -> None:
+    _eight_writers_share_commits(f"sqlite:///{tmp_path}/a.db", 40)
 
 
 def test_a_group_is_one_transaction_and_everyone_waits_for_it(tmp_path: Path) -> None:
@@ -167,38 +225,7 @@ def test_a_group_is_one_transaction_and_everyone_waits_for_it(tmp_path: Path) ->
 
 def test_poisoned_member_fails_alone_in_a_group_of_50(tmp_path: Path) -> None:
     store = _slow(tmp_path)
-    poisoned = _poison(tmp_path / "slow.db")
-    cache = wt.WriteThroughCache(store, group_commit=True, codec="bytes")
-    results: dict[int, BaseException | None] = {}
-
-    def put(i: int) -> None:
-        try:
-            cache.put(f"k{i}", poisoned if i == 17 else f"v{i}".encode())
-            results[i] = None
-        except BaseException as exc:
-            results[i] = exc
-
-    first = threading.Thread(target=put, args=(0,))
-    first.start()
-    assert store.entered.wait(5)
-    threads = [threading.Thread(target=put, args=(i,)) for i in range(1, 51)]
-    for th in threads:
-        th.start()
-    assert cache._group is not None
-    _wait_queued(cache._group, 50)
-    store.gate.set()
-    for th in [first, *threads]:
-        th.join()
-    assert isinstance(results.pop(17), StoreWriteError)
-    assert results == dict.fromkeys(results)  # every other caller succeeded
-    assert len(results) == 50
-    assert "k17" not in cache
-    assert cache.get("k17") is None
-    cache.evict_all()
-    assert cache.get_many([f"k{i}" for i in range(51) if i != 17]) == {
-        f"k{i}": f"v{i}".encode() for i in range(51) if i != 17
-    }
-    cache.close()
+    _poisoned_member_fails_alone(store, _poison(tmp_path / "slow.db"))
 
 
 def test_two_writes_of_one_key_in_a_group_keep_acceptance_order(tmp_path: Path) -> None:
@@ -376,3 +403,120 @@ def test_sigkill_never_loses_an_acknowledged_put_sqlite(tmp_path: Path) -> None:
             return cache.get_many(keys)
 
     _crash_rounds(url, 20, read_back)
+
+
+# -- the server stores: PostgreSQL and MariaDB, over the servers on loopback
+class Server:
+    """One SQL server's side of these tests: a gated store, its URL, a poison trigger."""
+
+    def __init__(self, kind: str, table: str) -> None:
+        self.kind = kind
+        self.table = table
+        self.url = f"{PG_URL if kind == 'postgres' else MYSQL_URL}?table={table}"
+
+    def gated(self) -> Any:
+        """A real store over the table whose writes wait on ``gate``."""
+        if self.kind == "postgres":
+            from writethrough.stores.postgres import PostgresStore
+
+            class SlowPostgres(Gated, PostgresStore):
+                pass
+
+            return _gate(SlowPostgres(PG_URL, table=self.table))
+        from writethrough.stores.mysql import MySQLStore
+
+        class SlowMySQL(Gated, MySQLStore):
+            pass
+
+        return _gate(SlowMySQL(MYSQL_URL, table=self.table))
+
+    def poison(self) -> bytes:
+        """Make the server refuse one value (a CHECK constraint / a trigger); return it."""
+        if self.kind == "postgres":
+            import psycopg
+            from psycopg import sql
+
+            with psycopg.connect(PG_URL, autocommit=True) as conn:
+                conn.execute(
+                    sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} CHECK (value <> {})").format(
+                        sql.Identifier(self.table),
+                        sql.Identifier(f"{self.table}_poison"),
+                        sql.Literal(b"\xde\xad\xbe\xef"),
+                    )
+                )
+        else:
+            import pymysql
+
+            conn = pymysql.connect(host="127.0.0.1", port=MYSQL_PORT, user="root", database="test")
+            try:
+                with conn.cursor() as cur:  # the table name is a unique_name(): [a-z0-9_]
+                    cur.execute(
+                        f"CREATE TRIGGER `{self.table}_poison` BEFORE INSERT ON `{self.table}` "
+                        "FOR EACH ROW IF NEW.v = x'deadbeef' THEN SIGNAL SQLSTATE '45000' "
+                        "SET MESSAGE_TEXT = 'poisoned value'; END IF"
+                    )
+                conn.commit()
+            finally:
+                conn.close()
+        return b"\xde\xad\xbe\xef"
+
+
+@pytest.fixture(params=["postgres", "mysql"])
+def server(request: pytest.FixtureRequest) -> Iterator[Server]:
+    kind: str = request.param
+    if kind == "postgres":
+        require_module("psycopg")
+        require_server("PostgreSQL", PG_PORT)
+    else:
+        require_module("pymysql")
+        require_server("MariaDB", MYSQL_PORT)
+    table = unique_name("wt_gc")
+    yield Server(kind, table)
+    (drop_pg_table if kind == "postgres" else drop_mysql_table)(table)
+
+
+def test_server_puts_share_commits(server: Server) -> None:
+    _eight_writers_share_commits(server.url, 30)
+
+
+def test_server_group_is_one_transaction_in_acceptance_order(server: Server) -> None:
+    store = server.gated()
+    group = GroupCommit(store)
+    first = threading.Thread(target=group.store, args=(b"first", b"x"))
+    first.start()
+    assert store.entered.wait(5)  # committing alone; the others queue behind it
+    queued = [threading.Thread(target=group.store, args=(b"k", b"old"))]
+    queued += [threading.Thread(target=group.store, args=(b"k%d" % i, b"v")) for i in range(5)]
+    queued += [threading.Thread(target=group.store, args=(b"k", b"new"))]
+    for n, th in enumerate(queued, 1):  # one at a time: the queue's order is known
+        th.start()
+        _wait_queued(group, n)
+    store.gate.set()
+    for th in [first, *queued]:
+        th.join()
+    assert (group.commits, group.members) == (2, 8)  # alone, then seven in one transaction
+    assert store.load(b"k") == b"new"  # the later write of the key won
+    assert store.load_many([b"k%d" % i for i in range(5)]) == {b"k%d" % i: b"v" for i in range(5)}
+    store.close()
+
+
+def test_server_poisoned_member_fails_alone_in_a_group_of_50(server: Server) -> None:
+    store = server.gated()
+    _poisoned_member_fails_alone(store, server.poison())
+
+
+def test_sigkill_never_loses_an_acknowledged_put_postgres() -> None:
+    require_module("psycopg")
+    require_server("PostgreSQL", PG_PORT)
+    table = unique_name("wt_gc_crash")
+    url = f"{PG_URL}?table={table}"
+    try:
+        wt.open(url).close()  # the table exists before the first child starts
+
+        def read_back(keys: list[str]) -> dict[str, Any]:
+            with wt.open(url, group_commit=False) as cache:
+                return cache.get_many(keys)
+
+        _crash_rounds(url, 20, read_back)
+    finally:
+        drop_pg_table(table)

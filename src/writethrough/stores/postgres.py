@@ -23,8 +23,8 @@ import re
 import select
 import threading
 import weakref
-from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, ClassVar
 from urllib.parse import quote, urlsplit
 
 import psycopg
@@ -91,6 +91,10 @@ class PostgresStore(BytesStore):
     Keys longer than about 2.7 kB are refused by the primary-key index
     (``StoreWriteError``).
     """
+
+    #: ``store_many`` is one transaction, so a writer queue can group puts into it
+    supports_group_commit: ClassVar[bool] = True
+    group_commit_default: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -187,7 +191,9 @@ class PostgresStore(BytesStore):
                 "CREATE TABLE IF NOT EXISTS {} (key bytea PRIMARY KEY, value bytea NOT NULL)"
             ).format(sql.Identifier(*self._parts))
             # another process may create it at the same moment (the pg_type race): re-check
-            with contextlib.suppress(pg_errors.UniqueViolation, pg_errors.DuplicateTable):
+            with contextlib.suppress(
+                pg_errors.UniqueViolation, pg_errors.DuplicateTable, pg_errors.DuplicateObject
+            ):
                 conn.execute(ddl)
             found = _find_table(conn, self._parts)
             if found is None:
@@ -323,13 +329,6 @@ class PostgresStore(BytesStore):
             return StoreUnavailable(message)
         return StoreWriteError(message) if write else StoreError(message)
 
-    def _write_error(
-        self, exc: BaseException, action: str, pool: ConnectionPool[_Connection]
-    ) -> WriteThroughError:
-        if _lost(exc):
-            self._prune(pool)
-        return self._error(exc, action, write=True)
-
     # -- the store protocol (hot paths: keep them short)
     def load(self, key: bytes) -> bytes | None:
         pool = self._pool
@@ -364,23 +363,25 @@ class PostgresStore(BytesStore):
         return None if row is None else row[0]
 
     def store(self, key: bytes, value: bytes) -> None:
-        pool = self._pool
-        if pool is None:
-            pool = self._live_pool()
-        try:
-            conn = pool.getconn()
-            if conn.wt_readable():
-                conn = self._fresh(pool, conn)
-            try:
-                conn.wt_cursor.execute(self._sql_store, (key, value), prepare=self._prepare)
-                if len(value) > _BIG:
-                    conn.wt_cursor = conn.cursor(binary=True)  # it holds the value: let it go
-            finally:
-                pool.putconn(conn)
-        except psycopg.Error as exc:
-            raise self._write_error(exc, "store", pool) from exc
+        with self._writing("store") as conn:
+            conn.wt_cursor.execute(self._sql_store, (key, value), prepare=self._prepare)
+            if len(value) > _BIG:
+                conn.wt_cursor = conn.cursor(binary=True)  # it holds the value: let it go
 
     def remove(self, key: bytes) -> bool:
+        with self._writing("remove") as conn:
+            cur = conn.wt_cursor.execute(self._sql_remove, (key,), prepare=self._prepare)
+            return cur.rowcount > 0
+
+    @contextlib.contextmanager
+    def _writing(self, action: str, items: Sequence[Any] | None = None) -> Iterator[_Connection]:
+        """The block every write runs in: a live pooled connection, driver errors mapped.
+
+        What a write method runs inside it is that write's one transaction: a single
+        statement is its own (autocommit), several go in ``conn.transaction()``.
+        Anything that must commit together with a write (a notification, say) joins
+        that transaction here. ``items``: the batch, for per-key error reports.
+        """
         pool = self._pool
         if pool is None:
             pool = self._live_pool()
@@ -389,12 +390,15 @@ class PostgresStore(BytesStore):
             if conn.wt_readable():
                 conn = self._fresh(pool, conn)
             try:
-                cur = conn.wt_cursor.execute(self._sql_remove, (key,), prepare=self._prepare)
-                return cur.rowcount > 0
+                yield conn
             finally:
                 pool.putconn(conn)
         except psycopg.Error as exc:
-            raise self._write_error(exc, "remove", pool) from exc
+            if _lost(exc):
+                self._prune(pool)
+            if items is None:
+                raise self._error(exc, action, write=True) from exc
+            raise self._batch_error(exc, action, items) from exc
 
     # -- batches: one statement each (one transaction, one round trip)
     def load_many(self, keys: Iterable[bytes]) -> dict[bytes, bytes]:
@@ -420,13 +424,14 @@ class PostgresStore(BytesStore):
     def store_many(self, items: Sequence[tuple[bytes, bytes]]) -> None:
         """Store every pair in one transaction: all applied, or none and ``BatchError``.
 
-        Keys are written in sorted order (concurrent batches never deadlock); a key
-        given twice keeps its last value.
+        One ``INSERT ... SELECT FROM unnest(keys, values)`` statement: one round trip
+        and one commit whatever the batch size (batches over 64 MiB of values are
+        split into several such statements in one transaction). Keys are written in
+        sorted order (concurrent batches never deadlock); a key given twice keeps its
+        last value. A writer queue (group commit) puts concurrent writes through here.
         """
-        pool = self._pool
-        if pool is None:
-            pool = self._live_pool()
         if not items:
+            self._check_open()
             return
         try:
             latest = dict(items)
@@ -434,18 +439,8 @@ class PostgresStore(BytesStore):
         except (TypeError, ValueError) as exc:
             raise self._batch_error(exc, "store_many", items) from exc
         values = [latest[k] for k in keys]
-        try:
-            conn = pool.getconn()
-            if conn.wt_readable():
-                conn = self._fresh(pool, conn)
-            try:
-                self._store_chunks(conn, keys, values)
-            finally:
-                pool.putconn(conn)
-        except psycopg.Error as exc:
-            if _lost(exc):
-                self._prune(pool)
-            raise self._batch_error(exc, "store_many", items) from exc
+        with self._writing("store_many", items) as conn:
+            self._store_chunks(conn, keys, values)
 
     def _store_chunks(self, conn: _Connection, keys: list[bytes], values: list[bytes]) -> None:
         size = sum(len(v) if v is not None else 0 for v in values)
@@ -466,26 +461,13 @@ class PostgresStore(BytesStore):
 
         A key repeated in ``keys`` counts as existing once, as a loop would report it.
         """
-        pool = self._pool
-        if pool is None:
-            pool = self._live_pool()
         keys = list(keys)
         if not keys:
+            self._check_open()
             return []
-        try:
-            conn = pool.getconn()
-            if conn.wt_readable():
-                conn = self._fresh(pool, conn)
-            try:
-                with conn.cursor(binary=True) as cur:
-                    cur.execute(self._sql_remove_many, (keys,), prepare=self._prepare)
-                    removed = {row[0] for row in cur.fetchall()}
-            finally:
-                pool.putconn(conn)
-        except psycopg.Error as exc:
-            if _lost(exc):
-                self._prune(pool)
-            raise self._batch_error(exc, "remove_many", keys) from exc
+        with self._writing("remove_many", keys) as conn, conn.cursor(binary=True) as cur:
+            cur.execute(self._sql_remove_many, (keys,), prepare=self._prepare)
+            removed = {row[0] for row in cur.fetchall()}
         existed: list[bool] = []
         for key in keys:
             if key in removed:
