@@ -414,21 +414,24 @@ class Server:
         self.table = table
         self.url = f"{PG_URL if kind == 'postgres' else MYSQL_URL}?table={table}"
 
-    def gated(self) -> Any:
-        """A real store over the table whose writes wait on ``gate``."""
+    def gated(self, pool_size: int = 1) -> Any:
+        """A real store over the table whose writes wait on ``gate``.
+
+        One connection by default: one commit in flight, so the next writes queue.
+        """
         if self.kind == "postgres":
             from writethrough.stores.postgres import PostgresStore
 
             class SlowPostgres(Gated, PostgresStore):
                 pass
 
-            return _gate(SlowPostgres(PG_URL, table=self.table))
+            return _gate(SlowPostgres(PG_URL, table=self.table, pool_size=pool_size))
         from writethrough.stores.mysql import MySQLStore
 
         class SlowMySQL(Gated, MySQLStore):
             pass
 
-        return _gate(SlowMySQL(MYSQL_URL, table=self.table))
+        return _gate(SlowMySQL(MYSQL_URL, table=self.table, pool_size=pool_size))
 
     def poison(self) -> bytes:
         """Make the server refuse one value (a CHECK constraint / a trigger); return it."""
@@ -476,7 +479,25 @@ def server(request: pytest.FixtureRequest) -> Iterator[Server]:
 
 
 def test_server_puts_share_commits(server: Server) -> None:
-    _eight_writers_share_commits(server.url, 30)
+    _eight_writers_share_commits(f"{server.url}&pool_size=2", 30)
+
+
+def test_server_commits_in_flight_up_to_the_pool_size(server: Server) -> None:
+    store = server.gated(pool_size=3)
+    group = GroupCommit(store)
+    assert group.concurrency == 3
+    writers = [threading.Thread(target=group.store, args=(b"k%d" % i, b"v")) for i in range(7)]
+    for th in writers[:3]:  # three slots: each commits alone, at once
+        th.start()
+    for th in writers[3:]:
+        th.start()
+    _wait_queued(group, 4)  # only when all three are busy do the others queue
+    store.gate.set()
+    for th in writers:
+        th.join()
+    assert group.members == 7 and group.commits == 4  # three alone, then four in one group
+    assert store.load_many([b"k%d" % i for i in range(7)]) == {b"k%d" % i: b"v" for i in range(7)}
+    store.close()
 
 
 def test_server_group_is_one_transaction_in_acceptance_order(server: Server) -> None:

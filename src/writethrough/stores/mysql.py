@@ -803,6 +803,11 @@ class MySQLStore(BytesStore):
     def pool_size(self) -> int:
         return self._pool_size
 
+    @property
+    def group_commit_concurrency(self) -> int:
+        """Commits a writer queue may have in flight at once: one per pooled connection."""
+        return self._pool_size
+
     def _where(self) -> str:
         if self._unix_socket:
             return f"socket {self._unix_socket}"

@@ -494,6 +494,11 @@ class PostgresStore(BytesStore):
 
     # -- description
     @property
+    def group_commit_concurrency(self) -> int:
+        """Commits a writer queue may have in flight at once: one per pooled connection."""
+        return self._pool_size
+
+    @property
     def table(self) -> str:
         """The table as ``schema.name`` (the schema resolved when the store opened)."""
         return self._table
