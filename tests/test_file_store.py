@@ -614,6 +614,28 @@ def test_a_large_value_is_not_held_twice(store: FileStore) -> None:
     assert got == value
 
 
+def test_a_100_mb_blob_through_the_cache_is_held_once(root: Path) -> None:
+    """``codec="bytes"``: put writes from the caller's buffer; a miss reads one buffer."""
+    size = 100 * MiB
+    value = b"\x5a" * size
+    with wt.open(f"file://{root}", codec="bytes", capacity=4) as cache:
+        tracemalloc.start()
+        try:
+            tracemalloc.reset_peak()
+            cache.put(("media", 1), value)
+            _, put_peak = tracemalloc.get_traced_memory()
+            cache.evict_all()
+            tracemalloc.reset_peak()
+            got = cache.get(("media", 1))
+            _, miss_peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert put_peak < size // 16  # no encoded copy, no header + value concatenation
+        assert size <= miss_peak < 1.5 * size  # the file read into one buffer, kept as is
+        assert got == value
+        assert cache.get(("media", 1)) is got  # a hit serves that buffer, no copy
+
+
 # -- error mapping with real failures
 
 
