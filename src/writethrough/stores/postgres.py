@@ -171,6 +171,10 @@ class PostgresStore(BytesStore):
                 info = conn.info
                 self._server = _server_url(info.user, info.host, str(info.port), info.dbname)
                 self._identity = f"{self._server}#{self._table}"
+                self._durability = _describe_durability(
+                    conn.execute("SHOW synchronous_commit").fetchone(),
+                    conn.execute("SHOW fsync").fetchone(),
+                )
                 schema, name = self._ensure_table(conn)
                 self._table = f"{schema}.{name}"
                 self._identity = f"{self._server}#{self._table}"
@@ -494,6 +498,11 @@ class PostgresStore(BytesStore):
 
     # -- description
     @property
+    def durability(self) -> str:
+        """What an acknowledged write survives, from the server's settings (read at open)."""
+        return self._durability
+
+    @property
     def group_commit_concurrency(self) -> int:
         """Commits a writer queue may have in flight at once: one per pooled connection."""
         return self._pool_size
@@ -516,6 +525,24 @@ class PostgresStore(BytesStore):
 
 
 # -- helpers
+
+
+def _describe_durability(synchronous_commit: Any, fsync: Any) -> str:
+    """Plain words for what an acknowledged write survives under these settings."""
+    sync = str(synchronous_commit[0]) if synchronous_commit else "?"
+    if fsync and str(fsync[0]) == "off":
+        return (
+            "fsync=off: acknowledged writes can be lost (and the database damaged) on a "
+            "host crash or power loss"
+        )
+    if sync == "off":
+        return (
+            "synchronous_commit=off: the last ~0.6 s of acknowledged writes (3x "
+            "wal_writer_delay) can be lost on a server crash"
+        )
+    if sync in ("on", "local", "remote_write", "remote_apply"):
+        return f"synchronous_commit={sync}: durable, each commit is flushed to the WAL first"
+    return f"synchronous_commit={sync}: durability unknown"
 
 
 def _lost(exc: BaseException) -> bool:
