@@ -111,7 +111,9 @@ class MySQLStore(BytesStore):
 
     #: ``store_many`` is one transaction, so a writer queue may group puts into it
     supports_group_commit: ClassVar[bool] = True
-    group_commit_default: ClassVar[bool] = False
+    #: on by default: a lone writer measured 1.01-1.03x with it (<= 1.05x), and
+    #: concurrent writers share commits (benchmarks/group_commit.py)
+    group_commit_default: ClassVar[bool] = True
 
     def __init__(
         self,

@@ -94,7 +94,9 @@ class PostgresStore(BytesStore):
 
     #: ``store_many`` is one transaction, so a writer queue can group puts into it
     supports_group_commit: ClassVar[bool] = True
-    group_commit_default: ClassVar[bool] = False
+    #: on by default: a lone writer measured 1.01-1.03x with it (<= 1.05x), and
+    #: concurrent writers share commits (benchmarks/group_commit.py)
+    group_commit_default: ClassVar[bool] = True
 
     def __init__(
         self,
