@@ -541,3 +541,86 @@ def test_sigkill_never_loses_an_acknowledged_put_postgres() -> None:
         _crash_rounds(url, 20, read_back)
     finally:
         drop_pg_table(table)
+
+
+def test_lost_connection_fails_the_whole_group_with_store_unavailable() -> None:
+    """A PostgreSQL backend killed mid-group: every member gets StoreUnavailable, drops its key."""
+    require_module("psycopg")
+    require_server("PostgreSQL", PG_PORT)
+    import psycopg
+    from psycopg import sql
+
+    from writethrough.stores.postgres import PostgresStore
+
+    table, app = unique_name("wt_gc_lost"), unique_name("wt_app")
+    slow = sql.Identifier(f"{table}_slow")
+
+    class SlowPostgres(Gated, PostgresStore):
+        pass
+
+    store = _gate(SlowPostgres(f"{PG_URL}?application_name={app}", table=table, pool_size=1))
+    admin = psycopg.connect(PG_URL, autocommit=True)
+    try:  # the server sleeps on one value, so the group's statement is in flight when killed
+        admin.execute(
+            sql.SQL(
+                "CREATE FUNCTION {}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                "IF NEW.value = '\\x5107'::bytea THEN PERFORM pg_sleep(30); END IF; "
+                "RETURN NEW; END $$"
+            ).format(slow)
+        )
+        admin.execute(
+            sql.SQL(
+                "CREATE TRIGGER {} BEFORE INSERT ON {} FOR EACH ROW EXECUTE FUNCTION {}()"
+            ).format(slow, sql.Identifier(table), slow)
+        )
+        cache = wt.WriteThroughCache(store, group_commit=True, codec="bytes")
+        store.gate.set()
+        for i in range(5):
+            cache.put(f"k{i}", b"old")  # held in memory before the group
+        store.gate.clear()
+        store.entered.clear()
+        results: dict[str, BaseException | None] = {}
+
+        def put(key: str, value: bytes) -> None:
+            try:
+                cache.put(key, value)
+                results[key] = None
+            except BaseException as exc:
+                results[key] = exc
+
+        first = threading.Thread(target=put, args=("first", b"x"))
+        first.start()
+        assert store.entered.wait(5)
+        members = [threading.Thread(target=put, args=(f"k{i}", b"new")) for i in range(5)]
+        members.append(threading.Thread(target=put, args=("sleeper", b"\x51\x07")))
+        for th in members:
+            th.start()
+        assert cache._group is not None
+        _wait_queued(cache._group, 6)
+        store.gate.set()
+        deadline = time.monotonic() + 20
+        while not admin.execute(  # the group's statement sleeping in the trigger
+            "SELECT 1 FROM pg_stat_activity WHERE application_name = %s AND wait_event = 'PgSleep'",
+            (app,),
+        ).fetchone():
+            assert time.monotonic() < deadline, "the group's statement never started"
+            time.sleep(0.01)
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
+            (app,),
+        )
+        for th in [first, *members]:
+            th.join(30)
+        assert results.pop("first") is None  # committed alone, before the group
+        assert set(results) == {*(f"k{i}" for i in range(5)), "sleeper"}
+        assert all(isinstance(e, wt.StoreUnavailable) for e in results.values()), results
+        assert not any(f"k{i}" in cache._core.data for i in range(5))  # each dropped its key
+        cache.put("after", b"works")  # the same cache works again on a new connection
+        cache.evict_all()
+        assert cache.get("after") == b"works"
+        cache.close()
+    finally:
+        store.close()
+        drop_pg_table(table)
+        admin.execute(sql.SQL("DROP FUNCTION IF EXISTS {}()").format(slow))
+        admin.close()
