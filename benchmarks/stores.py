@@ -9,8 +9,8 @@ as the cache's default codec does it, and the same durability:
 - PostgreSQL: one psycopg connection, autocommit, the store's upsert and select;
 - MariaDB: one PyMySQL connection, autocommit, the store's upsert and select;
 - Redis: ``redis.Redis.set`` / ``get`` on one client;
-- files: a temporary file, ``fsync``, ``rename``, directory ``fsync``; reads open
-  and read the file.
+- files: the store's own files with bare ``os`` calls: a temporary file, ``fsync``,
+  ``rename``, folder ``fsync``; reads open and read the file and slice the value.
 
 Figures per store:
 
@@ -34,6 +34,7 @@ import argparse
 import hashlib
 import os
 import statistics
+import struct
 import tempfile
 import time
 import uuid
@@ -116,32 +117,46 @@ class Files(Backend):
         return f"file://{self.tmp}/files"
 
     def raw(self) -> tuple[RawPut, RawGet]:
-        root = f"{self.tmp}/raw-files"
-        os.makedirs(root, exist_ok=True)
-        dir_fd = os.open(root, os.O_RDONLY)
+        """The store's own files, written and read with bare ``os`` calls.
+
+        Same layout (``<dir>/<ab>/<blake2b-256 of the key>``), same 16-byte header and
+        key before the value, same temp file, fsync, rename and folder fsync; a read
+        opens the file, reads it and slices the value out.
+        """
+        root = f"{self.tmp}/files"
+        head = struct.Struct(">4sIQ")
         counter = iter(range(1 << 62))
 
         def path(k: bytes) -> str:
-            return f"{root}/{hashlib.blake2b(k, digest_size=32).hexdigest()}"
+            name = hashlib.blake2b(k, digest_size=32).hexdigest()
+            return f"{root}/{name[:2]}/{name}"
 
         def put(k: bytes, v: bytes) -> None:
             final = path(k)
-            tmp = f"{root}/.tmp-{next(counter)}"
+            shard = final[:-64]
+            tmp = f"{shard}.tmp-raw-{next(counter)}"
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
             try:
-                os.write(fd, v)
+                os.writev(fd, (head.pack(b"WTK1", len(k), len(v)) + k, v))
                 os.fsync(fd)
             finally:
                 os.close(fd)
             os.replace(tmp, final)
-            os.fsync(dir_fd)
+            dir_fd = os.open(shard, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
 
         def get(k: bytes) -> Any:
             try:
-                with open(path(k), "rb") as f:
-                    return f.read()
+                fd = os.open(path(k), os.O_RDONLY)
             except FileNotFoundError:
                 return None
+            try:
+                return os.read(fd, 65536)[head.size + len(k) :]
+            finally:
+                os.close(fd)
 
         return put, get
 
