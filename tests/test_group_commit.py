@@ -624,3 +624,23 @@ def test_lost_connection_fails_the_whole_group_with_store_unavailable() -> None:
         drop_pg_table(table)
         admin.execute(sql.SQL("DROP FUNCTION IF EXISTS {}()").format(slow))
         admin.close()
+
+
+@pytest.mark.parametrize("url", ["file://{tmp}/files", "memory://"])
+def test_group_commit_refused_where_a_batch_is_not_atomic(tmp_path: Path, url: str) -> None:
+    with pytest.raises(ConfigError, match="group commit"):
+        wt.open(url.format(tmp=tmp_path) + "?group_commit=true")
+    with wt.open(url.format(tmp=tmp_path)) as cache:  # off by default there
+        assert cache.group_commit is False
+
+
+def test_server_defaults_and_url_options(server: Server) -> None:
+    with wt.open(server.url) as cache:  # on by default: a lone writer is not slowed
+        assert cache.group_commit is True
+        cache.put("k", "v")
+        assert (cache.stats().commits, cache.stats().group_commit_members) == (1, 1)
+    with wt.open(f"{server.url}&group_commit=false") as cache:
+        assert cache.group_commit is False
+    for bad in ("group_commit_max_size=0", "group_commit_max_wait=-1"):
+        with pytest.raises(ConfigError):
+            wt.open(f"{server.url}&{bad}")
