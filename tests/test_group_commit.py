@@ -248,8 +248,9 @@ def test_two_writes_of_one_key_in_a_group_keep_acceptance_order(tmp_path: Path) 
     store.close()
 
 
-def test_close_fails_the_waiting_and_keeps_the_commit_in_flight(tmp_path: Path) -> None:
-    store = _slow(tmp_path)
+def _close_while_waiting(store: Any, in_flight: int) -> None:
+    """``in_flight`` gated commits, three queued puts, then close: the commits end, the
+    queued fail with CacheClosed and are not written, later puts are refused."""
     cache = wt.WriteThroughCache(store, group_commit=True, codec="bytes", close_store=False)
     results: dict[str, BaseException | None] = {}
 
@@ -260,25 +261,30 @@ def test_close_fails_the_waiting_and_keeps_the_commit_in_flight(tmp_path: Path) 
         except BaseException as exc:
             results[key] = exc
 
-    leader = threading.Thread(target=put, args=("inflight",))
-    leader.start()
+    leaders = [threading.Thread(target=put, args=(f"inflight{i}",)) for i in range(in_flight)]
+    for th in leaders:
+        th.start()
     assert store.entered.wait(5)
+    group = cache._group
+    assert group is not None
+    deadline = time.monotonic() + 10
+    while group._active < in_flight:  # every slot taken by a leader before the others come
+        assert time.monotonic() < deadline
+        time.sleep(0.001)
     waiting = [threading.Thread(target=put, args=(f"w{i}",)) for i in range(3)]
     for th in waiting:
         th.start()
-    assert cache._group is not None
-    _wait_queued(cache._group, 3)
+    _wait_queued(group, 3)
     closer = threading.Thread(target=cache.close)
     closer.start()
     time.sleep(0.05)
-    assert closer.is_alive()  # close waits for the commit in flight
+    assert closer.is_alive()  # close waits for the commits in flight
     store.gate.set()
-    closer.join(5)
-    leader.join(5)
-    for th in waiting:
+    for th in [closer, *leaders, *waiting]:
         th.join(5)
-    assert results.pop("inflight") is None
-    assert store.load(wt.codecs.encode_key("inflight")) == b"v"  # reported done: stored
+    for i in range(in_flight):
+        assert results.pop(f"inflight{i}") is None
+        assert store.load(wt.codecs.encode_key(f"inflight{i}")) == b"v"  # reported done: stored
     assert len(results) == 3
     for error in results.values():
         assert isinstance(error, CacheClosed), repr(error)
@@ -287,6 +293,10 @@ def test_close_fails_the_waiting_and_keeps_the_commit_in_flight(tmp_path: Path) 
     with pytest.raises(CacheClosed):
         cache.put("late", b"v")
     store.close()
+
+
+def test_close_fails_the_waiting_and_keeps_the_commit_in_flight(tmp_path: Path) -> None:
+    _close_while_waiting(_slow(tmp_path), 1)
 
 
 @settings(
@@ -381,9 +391,10 @@ def _crash_rounds(url: str, rounds: int, read_back: Any) -> None:
                 pytest.fail(
                     f"the child did not start: {proc.communicate(timeout=30)[1].decode()[-2000:]}"
                 )
-            time.sleep(rng.uniform(0.02, 0.25))
+            first = proc.stdout.readline()  # writing has begun (a loaded machine may take a while)
+            time.sleep(rng.uniform(0.0, 0.25))
             proc.send_signal(signal.SIGKILL)
-            acked = proc.stdout.read().decode().split()
+            acked = (first + proc.stdout.read()).decode().split()
         finally:
             proc.kill()  # never leave a writer behind, whatever failed
             proc.wait()
@@ -541,6 +552,10 @@ def test_sigkill_never_loses_an_acknowledged_put_postgres() -> None:
         _crash_rounds(url, 20, read_back)
     finally:
         drop_pg_table(table)
+
+
+def test_server_close_fails_the_waiting_and_keeps_every_commit_in_flight(server: Server) -> None:
+    _close_while_waiting(server.gated(pool_size=2), 2)
 
 
 def test_lost_connection_fails_the_whole_group_with_store_unavailable() -> None:
