@@ -432,7 +432,7 @@ class PostgresStore(BytesStore):
 
         One ``INSERT ... SELECT FROM unnest(keys, values)`` statement: one round trip
         and one commit whatever the batch size (batches over 64 MiB of values are
-        split into several such statements in one transaction). Keys are written in
+        split into several such statements, pipelined in one transaction). Keys are written in
         sorted order (concurrent batches never deadlock); a key given twice keeps its
         last value. A writer queue (group commit) puts concurrent writes through here.
         """
@@ -454,7 +454,8 @@ class PostgresStore(BytesStore):
             with conn.cursor(binary=True) as cur:  # not the reused one: it would keep the values
                 cur.execute(self._sql_store_many, (keys, values), prepare=self._prepare)
             return
-        with conn.transaction(), conn.cursor(binary=True) as cur:  # huge: several statements
+        # huge: several statements in one transaction, pipelined (sent without waiting)
+        with conn.pipeline(), conn.transaction(), conn.cursor(binary=True) as cur:
             start = total = 0
             for end, value in enumerate(values, 1):
                 total += len(value) if value is not None else 0
