@@ -11,19 +11,24 @@ prints the fsync median it saw on the same disk.
   >= 0.9x) and vs raw one-commit-per-put (target >= 2x); ours with group commit
   off is shown for reference.
 - PostgreSQL and MariaDB, 8 threads (when their stores are installed and the
-  servers answer): ours on vs ours off over the same pool (target >= 2x).
-- One thread: put latency with group commit on vs off (target <= 1.05x).
+  servers answer): ours on vs ours off over the same pool (``--pool-size``,
+  default 4 as the stores' own default; with 8 connections for 8 threads each
+  put has a connection and the server overlaps the commits itself) (target >= 2x).
+- One thread, per store (SQLite, and PostgreSQL and MariaDB when they answer):
+  put latency with group commit on vs off (target <= 1.05x).
 
 Each side runs for ``--seconds`` per round; rounds interleave the sides
 (alternating order) and the table shows the median of the rounds.
 
-    python benchmarks/group_commit.py [--rounds 3] [--seconds 1.5] [--sqlite-only] [--json]
+    python benchmarks/group_commit.py [--rounds 3] [--seconds 1.5] [--pool-size 4] [--sqlite-only]
+                                      [--json]
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import os
 import sqlite3
 import statistics
@@ -40,12 +45,21 @@ import writethrough as wt
 from writethrough.codecs import encode_key
 
 THREADS = 8
+LONE_RUN = 20  # puts per alternating run of the lone-writer comparison
 TABLE = "writethrough"
 UPSERT = (
     f"INSERT INTO {TABLE} (key, value) VALUES (?, ?) "
     "ON CONFLICT (key) DO UPDATE SET value = excluded.value"
 )
-VALUE = {"payload": "x" * 80}
+PAD = "x" * 80
+_SEQ = itertools.count()
+
+
+def value() -> dict[str, Any]:
+    """A value no put has written before: rewriting identical bytes is a no-op commit
+    for SQLite and InnoDB (nothing to flush), which would flatter every side."""
+    return {"payload": PAD, "n": next(_SEQ)}
+
 
 Put = Callable[[str, Any], None]
 
@@ -129,7 +143,7 @@ def throughput(put: Put, threads: int, seconds: float) -> float:
         start.wait()
         i = 0
         while not stop.is_set():
-            put(f"t{t}:{i % 5000}", VALUE)
+            put(f"t{t}:{i % 5000}", value())
             i += 1
         counts[t] = i
 
@@ -143,6 +157,28 @@ def throughput(put: Put, threads: int, seconds: float) -> float:
     for th in pool:
         th.join()
     return sum(counts) / (time.perf_counter() - t0)
+
+
+def lone_latency(on: Put, off: Put, seconds: float) -> list[tuple[float, float]]:
+    """One thread, µs per put, on and off in short alternating runs for about ``seconds``.
+
+    Short runs side by side (order alternating) keep a loaded machine's drift out
+    of the ratio; each run writes its own keys.
+    """
+    pairs: list[tuple[float, float]] = []
+    deadline = time.perf_counter() + seconds
+    i = 0
+    while time.perf_counter() < deadline or len(pairs) < 4:
+        timed: dict[int, float] = {}
+        for which in (0, 1) if len(pairs) % 2 == 0 else (1, 0):
+            put = on if which == 0 else off
+            t0 = time.perf_counter()
+            for _ in range(LONE_RUN):
+                put(f"lone:{i % 5000}", value())
+                i += 1
+            timed[which] = (time.perf_counter() - t0) / LONE_RUN * 1e6
+        pairs.append((timed[0], timed[1]))
+    return pairs
 
 
 def fsync_median(directory: str, n: int = 50) -> float:
@@ -195,7 +231,7 @@ def server_caches() -> dict[str, tuple[str, Callable[[str], None]]]:
     return found
 
 
-def run(rounds: int, seconds: float, servers: bool) -> dict[str, Any]:
+def run(rounds: int, seconds: float, servers: bool, pool_size: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(dir=os.environ.get("WT_BENCH_DIR")) as tmp:
         fsync = fsync_median(tmp)
         sides: dict[str, Callable[[], Put]] = {}
@@ -217,23 +253,37 @@ def run(rounds: int, seconds: float, servers: bool) -> dict[str, Any]:
         )
         sides["sqlite raw group commit"] = lambda: RawGroupCommit(f"{tmp}/raw_group.db").put
         sides["sqlite raw one commit per put"] = lambda: RawPerPut(f"{tmp}/raw_put.db").put
+        lone_sides: dict[str, dict[str, Callable[[], Put]]] = {
+            "sqlite": {
+                "on": cache_side(f"sqlite:///{tmp}/lone_on.db", group_commit=True),
+                "off": cache_side(f"sqlite:///{tmp}/lone_off.db", group_commit=False),
+            }
+        }
         tables: list[tuple[Callable[[str], None], str]] = []
         for name, (url, drop) in (server_caches() if servers else {}).items():
             table = f"wt_bench_gc_{os.getpid()}"
-            tables.append((drop, table))
-            sides[f"{name.lower()} ours, group commit"] = cache_side(
-                f"{url}?table={table}", group_commit=True
+            store = name.lower()
+            for suffix in ("on", "off", "lone_on", "lone_off"):
+                tables.append((drop, f"{table}_{suffix}"))
+            # both sides: the same pool (pool_size connections), one table each
+            sides[f"{store} ours, group commit"] = cache_side(
+                f"{url}?table={table}_on&pool_size={pool_size}", group_commit=True
             )
-            sides[f"{name.lower()} ours, one commit per put"] = cache_side(
-                f"{url}?table={table}_off", group_commit=False
+            sides[f"{store} ours, one commit per put"] = cache_side(
+                f"{url}?table={table}_off&pool_size={pool_size}", group_commit=False
             )
-            tables.append((drop, f"{table}_off"))
+            lone_sides[store] = {
+                mode: cache_side(f"{url}?table={table}_lone_{mode}", group_commit=mode == "on")
+                for mode in ("on", "off")
+            }
         puts = {name: make() for name, make in sides.items()}
         results: dict[str, list[float]] = {name: [] for name in sides}
-        lone: dict[str, list[float]] = {"on": [], "off": []}
         lone_puts = {
-            "on": cache_side(f"sqlite:///{tmp}/lone_on.db", group_commit=True)(),
-            "off": cache_side(f"sqlite:///{tmp}/lone_off.db", group_commit=False)(),
+            store: {mode: make() for mode, make in modes.items()}
+            for store, modes in lone_sides.items()
+        }
+        lone: dict[str, dict[str, list[float]]] = {
+            store: {"on": [], "off": []} for store in lone_puts
         }
         names = list(sides)
         try:
@@ -241,9 +291,10 @@ def run(rounds: int, seconds: float, servers: bool) -> dict[str, Any]:
                 order = names if r % 2 == 0 else names[::-1]
                 for name in order:
                     results[name].append(throughput(puts[name], THREADS, seconds))
-                for mode in ("on", "off") if r % 2 == 0 else ("off", "on"):
-                    rate = throughput(lone_puts[mode], 1, seconds)
-                    lone[mode].append(1e6 / rate)  # µs per put
+                for store, modes in lone_puts.items():
+                    for on_us, off_us in lone_latency(modes["on"], modes["off"], seconds):
+                        lone[store]["on"].append(on_us)
+                        lone[store]["off"].append(off_us)
         finally:
             for close in closers:
                 close()
@@ -253,8 +304,21 @@ def run(rounds: int, seconds: float, servers: bool) -> dict[str, Any]:
     return {
         "fsync_median_ms": fsync * 1e3,
         "threads": THREADS,
+        "pool_size": pool_size,
         "puts_per_second": {name: statistics.median(v) for name, v in results.items()},
-        "lone_put_us": {mode: statistics.median(v) for mode, v in lone.items()},
+        "puts_per_second_by_round": results,
+        "lone_put_us": {
+            store: {
+                "on": statistics.median(modes["on"]),
+                "off": statistics.median(modes["off"]),
+                # the median of side-by-side ratios: drift between runs cancels out
+                "ratio": statistics.median(
+                    a / b for a, b in zip(modes["on"], modes["off"], strict=True)
+                ),
+                "runs": len(modes["on"]),
+            }
+            for store, modes in lone.items()
+        },
     }
 
 
@@ -270,28 +334,44 @@ def report(result: dict[str, Any], env: dict[str, Any]) -> None:
     _util.print_environment(env)
     print(f"fsync median on this disk: {result['fsync_median_ms']:.3f} ms")
     rates = result["puts_per_second"]
-    print(f"\n{result['threads']} threads writing for the same time (puts/s, median of rounds)\n")
+    by_round = result["puts_per_second_by_round"]
+
+    def ratio(a: str, b: str) -> float:
+        """Median over rounds of a / b: the sides of one round ran back to back."""
+        return statistics.median(x / y for x, y in zip(by_round[a], by_round[b], strict=True))
+
+    print(
+        f"\n{result['threads']} threads writing for the same time (puts/s, median of rounds; "
+        f"ratios: median of per-round ratios; server stores: pool_size={result['pool_size']} "
+        "on both sides)\n"
+    )
     rows = []
     for name, rate in rates.items():
         store = name.split()[0]
         cells = [name, f"{rate:,.0f}"]
         if name == "sqlite ours, group commit":
             cells.append(
-                f"{rate / rates['sqlite raw group commit']:.2f}x raw group (>= 0.90x), "
-                f"{rate / rates['sqlite raw one commit per put']:.2f}x raw per put (>= 2x)"
+                f"{ratio(name, 'sqlite raw group commit'):.2f}x raw group (>= 0.90x), "
+                f"{ratio(name, 'sqlite raw one commit per put'):.2f}x raw per put (>= 2x)"
             )
         elif name.endswith("ours, group commit"):
-            off = rates.get(f"{store} ours, one commit per put")
-            cells.append(f"{rate / off:.2f}x one commit per put (>= 2x)" if off else "")
+            off = f"{store} ours, one commit per put"
+            cells.append(
+                f"{ratio(name, off):.2f}x one commit per put (>= 2x)" if off in rates else ""
+            )
         else:
             cells.append("")
         rows.append(cells)
     print(_util.table(["side", "puts/s", "ratio (target)"], rows))
-    lone = result["lone_put_us"]
     print(
-        f"\none thread, sqlite: put {lone['on']:.1f} µs with group commit, "
-        f"{lone['off']:.1f} µs without: {lone['on'] / lone['off']:.3f}x (target <= 1.05x)"
+        f"\none thread: put latency with group commit on vs off (µs per put, runs of "
+        f"{LONE_RUN} puts alternating; target <= 1.05x)\n"
     )
+    rows = [
+        [store, f"{t['on']:.1f}", f"{t['off']:.1f}", f"{t['ratio']:.3f}x", str(t["runs"])]
+        for store, t in result["lone_put_us"].items()
+    ]
+    print(_util.table(["store", "on", "off", "on / off (median of pairs)", "pairs"], rows))
 
 
 def main() -> None:
@@ -299,10 +379,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=1.5)
     parser.add_argument("--sqlite-only", action="store_true", help="leave out the servers")
+    parser.add_argument(
+        "--pool-size", type=int, default=4, help="server stores' pool, the same on both sides"
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     env = _util.environment(["msgpack", "psycopg", "PyMySQL"])
-    result = run(args.rounds, args.seconds, servers=not args.sqlite_only)
+    result = run(args.rounds, args.seconds, servers=not args.sqlite_only, pool_size=args.pool_size)
     _util.emit(args.json, env, result, report, TARGETS)
 
 

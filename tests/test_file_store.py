@@ -350,9 +350,13 @@ def test_batches(fast: FileStore) -> None:
     assert temp_files(Path(fast.path)) == []
 
 
-def test_batches_fsync_each_directory_once(
-    store: FileStore, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("flush", ["syncfs", "syncfs reports an error", "no syncfs"])
+def test_batches_flush_once_or_fsync_each_directory_once(
+    store: FileStore, monkeypatch: pytest.MonkeyPatch, flush: str
 ) -> None:
+    real_syncfs = files_module._SYNCFS
+    if flush != "no syncfs" and real_syncfs is None:
+        pytest.skip("this kernel has no syncfs that reports write-back errors")
     by_shard: dict[str, list[bytes]] = {}
     for key in (b"k%d" % i for i in range(5000)):
         by_shard.setdefault(os.path.dirname(store._path_of(key)), []).append(key)
@@ -366,13 +370,24 @@ def test_batches_fsync_each_directory_once(
         synced.append("dir" if stat.S_ISDIR(os.fstat(fd).st_mode) else "file")
         real_fsync(fd)
 
+    def counting_syncfs(fd: int) -> int:
+        synced.append("fs")
+        assert real_syncfs is not None
+        result = real_syncfs(fd)  # the real flush happens either way
+        return -1 if flush == "syncfs reports an error" else result
+
     monkeypatch.setattr(os, "fsync", counting_fsync)
+    monkeypatch.setattr(files_module, "_SYNCFS", None if flush == "no syncfs" else counting_syncfs)
     store.store_many([(k, b"new") for k in keys])
-    assert (synced.count("file"), synced.count("dir")) == (24, 3)
+    if flush == "syncfs":  # one flush of the files, one of the renames
+        assert synced == ["fs", "fs"]
+    else:  # every file, then each touched shard once
+        assert (synced.count("file"), synced.count("dir")) == (24, 3)
     synced.clear()
     assert store.remove_many(keys[:10]) == [True] * 10  # 8 keys of one shard, 2 of another
     assert synced == ["dir", "dir"]
     assert store.load_many(keys) == {k: b"new" for k in keys[10:]}
+    assert temp_files(Path(store.path)) == []
 
 
 def test_batch_fails_per_key(store: FileStore) -> None:
@@ -612,6 +627,28 @@ def test_a_large_value_is_not_held_twice(store: FileStore) -> None:
     assert store_peak < size // 16  # written from the caller's buffer: no copy at all
     assert size <= load_peak < 1.5 * size  # one buffer of the value's size
     assert got == value
+
+
+def test_a_100_mb_blob_through_the_cache_is_held_once(root: Path) -> None:
+    """``codec="bytes"``: put writes from the caller's buffer; a miss reads one buffer."""
+    size = 100 * MiB
+    value = b"\x5a" * size
+    with wt.open(f"file://{root}", codec="bytes", capacity=4) as cache:
+        tracemalloc.start()
+        try:
+            tracemalloc.reset_peak()
+            cache.put(("media", 1), value)
+            _, put_peak = tracemalloc.get_traced_memory()
+            cache.evict_all()
+            tracemalloc.reset_peak()
+            got = cache.get(("media", 1))
+            _, miss_peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert put_peak < size // 16  # no encoded copy, no header + value concatenation
+        assert size <= miss_peak < 1.5 * size  # the file read into one buffer, kept as is
+        assert got == value
+        assert cache.get(("media", 1)) is got  # a hit serves that buffer, no copy
 
 
 # -- error mapping with real failures

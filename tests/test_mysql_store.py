@@ -822,3 +822,17 @@ def test_threads_share_a_bounded_pool(table: str) -> None:
     assert 1 <= len(thread_ids(s)) <= 3
     assert len(s.load_many([b"t%d-%d" % (t, i) for t in range(8) for i in range(30)])) == 240
     s.close()
+
+
+def test_durability_is_read_from_the_server(store: Any) -> None:
+    import pymysql
+
+    conn = pymysql.connect(host="127.0.0.1", port=MYSQL_PORT, user="root", database="test")
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT @@innodb_flush_log_at_trx_commit")
+            (flush,) = cur.fetchone()
+    finally:
+        conn.close()
+    assert store.durability.startswith(f"innodb_flush_log_at_trx_commit={flush}:")
+    assert ("durable" in store.durability) == (str(flush) == "1")

@@ -781,3 +781,15 @@ def test_statements_are_prepared_unless_disabled(table: str) -> None:
             with store._pool.connection() as conn:
                 names = conn.execute("SELECT statement FROM pg_prepared_statements").fetchall()
             assert any(table in text for (text,) in names) is expected
+
+
+def test_durability_is_read_from_the_server(table: str) -> None:
+    """The session's synchronous_commit decides what an acknowledged write survives."""
+    from writethrough.stores.postgres import PostgresStore
+
+    with PostgresStore(PG_URL, table=table) as s:  # the server's default
+        assert s.durability.startswith("synchronous_commit=on: durable")
+    off = f"{PG_URL}?options=-csynchronous_commit%3Doff"  # as a role or database setting would
+    with PostgresStore(off, table=table) as s:
+        assert s.durability.startswith("synchronous_commit=off:")
+        assert "lost on a server crash" in s.durability

@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -450,3 +451,35 @@ def test_cache_over_the_store(target: Target) -> None:
         assert cache.get_many([f"m{i}" for i in range(50)]) == {f"m{i}": i for i in range(50)}
     finally:
         cache.close()
+
+
+# -- a server that cannot be reached: wt.open fails there, clearly
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as sock:  # bound, never listening: connections are refused
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+UNREACHABLE = {
+    "postgres": "postgresql://postgres:{pw}@127.0.0.1:{port}/test?connect_timeout=2",
+    "redis": "redis://:{pw}@127.0.0.1:{port}/0",
+    "mysql": "mysql://root:{pw}@127.0.0.1:{port}/test",
+}
+
+
+@pytest.mark.parametrize("kind", _params(lambda k: k.name in UNREACHABLE))
+def test_wt_open_fails_at_once_when_the_server_cannot_be_reached(kind: Kind) -> None:
+    assert kind.server is not None
+    require_module(kind.server[2])
+    password = "Pw-never-shown-42"
+    url = UNREACHABLE[kind.name].format(pw=password, port=_closed_port())
+    started = time.monotonic()
+    with pytest.raises(wt.StoreUnavailable) as info:
+        wt.open(url)
+    assert time.monotonic() - started < 10  # fails in wt.open, not at the first put
+    message = str(info.value)
+    assert password not in message and password not in repr(info.value)
+    assert "127.0.0.1" in message  # names the server it could not reach
+    assert info.value.__cause__ is not None  # the driver's exception is kept

@@ -1,12 +1,13 @@
 """Group commit: concurrent ``put`` calls share one durable transaction.
 
-A writer queue in front of one store. A ``put`` that finds no commit in flight
+A writer queue in front of one store. A ``put`` that finds a commit slot free
 commits alone, at once (a lone writer is never delayed). One that arrives while
-a commit is in flight joins the queue; when that commit ends, the first queued
-caller becomes the next leader and writes everything queued (up to
-``max_size``) with the store's ``store_many``, one transaction, then wakes the
-others. Every caller returns only after the transaction holding its write
-committed, so each ``put`` is still durable when it returns.
+every slot is busy (one slot for SQLite, one per pooled connection for a server
+store) joins the queue; when a commit ends, the first queued caller becomes the
+next leader and writes everything queued (up to ``max_size``) with the store's
+``store_many``, one transaction, then wakes the others. Every caller returns
+only after the transaction holding its write committed, so each ``put`` is
+still durable when it returns.
 
 Failure is per member: when a group's transaction fails, the leader retries its
 members one by one so each caller gets exactly its own outcome; a lost
@@ -34,13 +35,14 @@ _PENDING: Any = object()  # a member's outcome before its commit ended
 class _Member:
     """One queued write, and how its caller is woken (a lock released once)."""
 
-    __slots__ = ("error", "key", "state", "value", "wakeup")
+    __slots__ = ("error", "group", "key", "state", "value", "wakeup")
 
     def __init__(self, key: Any, value: Any) -> None:
         self.key = key
         self.value = value
         self.state = 0
         self.error: BaseException | None = None
+        self.group: list[_Member] = []  # set on the member made leader: what it commits
         self.wakeup = threading.Lock()
         self.wakeup.acquire()
 
@@ -54,6 +56,13 @@ class GroupCommit:
 
     ``max_wait`` (seconds, default 0) lets a leader wait for more members before
     committing a group smaller than ``max_size``; 0 never delays anyone.
+
+    ``store.group_commit_concurrency`` (default 1) is how many commits may be in
+    flight at once: 1 for SQLite (one writer), the pool size for a server store,
+    whose connections commit in parallel. A write queues only when that many
+    commits are in flight, so a lone writer (or fewer writers than connections)
+    is never delayed. Two writes of one key must not be in flight at once (the
+    cache's per-key gate orders them); within one group the later one wins.
     """
 
     def __init__(self, store: Any, *, max_wait: float = 0.0, max_size: int = 256) -> None:
@@ -61,54 +70,55 @@ class GroupCommit:
         self._store_many: Callable[[list[tuple[Any, Any]]], None] = store.store_many
         self._max_wait = max_wait
         self._max_size = max_size
+        self._slots = max(1, int(getattr(store, "group_commit_concurrency", 1)))
         self._lock = threading.Lock()
-        self._queue: list[_Member] = []
-        self._busy = False  # a leader is committing
+        self._queue: list[_Member] = []  # accepted, not yet in a group
+        self._active = 0  # commits in flight (a handover to a queued leader keeps it)
         self._idle = threading.Condition(self._lock)
         self._closed = False
-        # Written only by the one committing caller (the busy flag hands that role
-        # over under the lock), so plain ints are exact.
-        self.commits = 0
+        self.commits = 0  # transactions; both counters change under the lock
         self.members = 0
 
     def store(self, key: Any, value: Any) -> None:
         """Write ``key`` -> ``value`` alone or in a group; raise exactly this write's error."""
-        lone = False
         with self._lock:
             if self._closed:
                 raise CacheClosed("the cache is closed")
-            if self._busy:
+            # a free slot means an empty queue: members queue only when every slot is busy
+            lone = self._active < self._slots
+            if lone:
+                self._active += 1
+                self.commits += 1
+                self.members += 1
+            else:
                 member = _Member(key, value)
                 self._queue.append(member)
-            else:  # not busy: the queue is empty (a handover keeps busy set)
-                self._busy = True
-                lone = True
-        if lone:  # the common case: nobody else is writing
+        if lone:  # the common case: a commit slot is free
             try:
-                self.members += 1
-                self.commits += 1
                 self._store_one(key, value)
             finally:
                 self._next_leader()
             return
         member.wakeup.acquire()  # until a leader commits us, or makes us the leader
         if member.state == _LEAD:
-            self._lead()
+            self._lead(member)
         if member.error is not None:
             raise member.error
 
-    def _lead(self) -> None:
-        """Commit the queued group (this caller's write is at its head), then hand over."""
-        if self._max_wait > 0:
+    def _lead(self, head: _Member) -> None:
+        """Commit the group handed to ``head`` (its write first), then hand over."""
+        group = head.group
+        if self._max_wait > 0 and len(group) < self._max_size:
             deadline = time.monotonic() + self._max_wait
-            while len(self._queue) < self._max_size:
+            while len(group) + len(self._queue) < self._max_size:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
                 time.sleep(min(left, 0.0005))
-        with self._lock:
-            group = self._queue[: self._max_size]
-            del self._queue[: self._max_size]
+            with self._lock:
+                more = self._max_size - len(group)
+                group += self._queue[:more]
+                del self._queue[:more]
         for member in group:
             member.error = _PENDING
         try:
@@ -125,11 +135,10 @@ class GroupCommit:
 
     def _commit(self, group: list[_Member]) -> None:
         """Write ``group`` in one transaction; on failure give each member its own outcome."""
-        self.members += len(group)
         if len(group) == 1:
             self._commit_alone(group[0])
             return
-        self.commits += 1
+        self._count(1, len(group))
         try:
             self._store_many([(m.key, m.value) for m in group])
         except BatchError as exc:
@@ -156,10 +165,10 @@ class GroupCommit:
             if id(member) not in retried:
                 member.error = None
         for member in retry:  # each caller gets exactly its own outcome
-            self._commit_alone(member)
+            self._commit_alone(member, counted=True)
 
-    def _commit_alone(self, member: _Member) -> None:
-        self.commits += 1
+    def _commit_alone(self, member: _Member, *, counted: bool = False) -> None:
+        self._count(1, 0 if counted else 1)
         try:
             self._store_one(member.key, member.value)
         except Exception as exc:
@@ -167,30 +176,41 @@ class GroupCommit:
         else:
             member.error = None
 
-    def _next_leader(self) -> None:
-        """Make the first queued caller the leader, or mark the queue idle."""
+    def _count(self, commits: int, members: int) -> None:
         with self._lock:
-            if self._queue:
-                if self._closed:  # fail the waiting: nothing queued is written after close
-                    waiting, self._queue = self._queue, []
-                    for member in waiting:
-                        member.error = CacheClosed("the cache was closed before this write")
-                        member.wake(_DONE)
-                    self._busy = False
+            self.commits += commits
+            self.members += members
+
+    def _next_leader(self) -> None:
+        """A commit ended: hand its slot to the queued writes (as one group), or free it."""
+        with self._lock:
+            if not self._queue:
+                self._active -= 1
+                if not self._active:
                     self._idle.notify_all()
-                    return
-                self._queue[0].wake(_LEAD)
-            else:
-                self._busy = False
-                self._idle.notify_all()
+                return
+            if self._closed:  # fail the waiting: nothing queued is written after close
+                waiting, self._queue = self._queue, []
+                for member in waiting:
+                    member.error = CacheClosed("the cache was closed before this write")
+                    member.wake(_DONE)
+                self._active -= 1
+                if not self._active:
+                    self._idle.notify_all()
+                return
+            group = self._queue[: self._max_size]
+            del self._queue[: self._max_size]
+            head = group[0]
+            head.group = group
+            head.wake(_LEAD)
 
     def close(self, timeout: float | None = None) -> None:
-        """Refuse new writes, fail the queued ones, wait for the commit in flight."""
+        """Refuse new writes, fail the queued ones, wait for the commits in flight."""
         with self._lock:
             self._closed = True
-            if not self._busy:
+            if not self._active:
                 return
-            self._idle.wait_for(lambda: not self._busy, timeout)
+            self._idle.wait_for(lambda: not self._active, timeout)
 
     @property
     def max_wait(self) -> float:
@@ -199,3 +219,8 @@ class GroupCommit:
     @property
     def max_size(self) -> int:
         return self._max_size
+
+    @property
+    def concurrency(self) -> int:
+        """How many commits may be in flight at once."""
+        return self._slots
