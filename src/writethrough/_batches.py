@@ -39,6 +39,7 @@ class BatchOps:
     _load_many: Any
     _store_many: Any
     _remove_many: Any
+    _publish: Any  # publishes one acknowledged write's store keys (None without a bus)
 
     def _prepare_key(self, key: Hashable) -> Any:
         raise NotImplementedError
@@ -213,6 +214,8 @@ class BatchOps:
                 core.finish_write(key, value, weight, 0.0)
             for skey in failed:
                 core.fail_write(by_skey[skey][0], 0.0)
+            if succeeded and self._publish is not None:
+                self._publish(tuple(succeeded))
             if not isinstance(exc, Exception):
                 raise
             raise BatchError(
@@ -223,6 +226,8 @@ class BatchOps:
         core.add_write_time(_perf() - start)
         for key, _, value, _, weight in prepared:
             core.finish_write(key, value, weight, 0.0)
+        if self._publish is not None:
+            self._publish(tuple(by_skey))
 
     def invalidate_many(self, keys: Iterable[Hashable]) -> int:
         """Invalidate every key; the number that were in memory or in the store.
@@ -249,6 +254,8 @@ class BatchOps:
                 key_of = dict(zip(skeys, listed, strict=True))
                 for skey in skeys:
                     core.finish_remove(key_of[skey], 0.0, ok=skey not in failed)
+                if succeeded and self._publish is not None:
+                    self._publish(tuple(succeeded))
                 if not isinstance(exc, Exception):
                     raise
                 raise BatchError(
@@ -261,6 +268,8 @@ class BatchOps:
             for key, was_stored in zip(listed, existed, strict=True):
                 held = core.finish_remove(key, 0.0)
                 count += bool(was_stored) or held
+            if self._publish is not None:
+                self._publish(tuple(skeys))
         return count
 
     def _gates(self, keys: list[Hashable], skeys: list[Any]) -> KeyGates:

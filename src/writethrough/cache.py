@@ -57,6 +57,9 @@ def check_options(
     group_commit: object = None,
     group_commit_max_wait: object = 0.0,
     group_commit_max_size: object = 256,
+    bus: object = None,
+    channel: object = None,
+    bus_heartbeat: object = 0.1,
 ) -> tuple[int, int | None]:
     """Refuse bad cache settings with ``ConfigError``; touches nothing.
 
@@ -92,6 +95,10 @@ def check_options(
             f"group_commit_max_wait must be a number of seconds >= 0, got {group_commit_max_wait!r}"
         )
     _check_int("group_commit_max_size", group_commit_max_size, allow_none=False)
+    if bus is not None or channel is not None:
+        from .bus import check_options as check_bus_options
+
+        check_bus_options(bus, channel, bus_heartbeat)
     return cap, max_b
 
 
@@ -107,6 +114,11 @@ class WriteThroughCache(BatchOps):
     puts share one durable transaction (stores that write a batch in one
     transaction; ``None``: the store's default); ``group_commit_max_wait`` and
     ``group_commit_max_size`` bound how long a group waits and how big it gets.
+    ``bus`` (a URL: ``redis://``, ``postgresql://``, ``nats://``) keeps caches in
+    other processes over the same store coherent: every acknowledged write is
+    published on ``channel`` (default: derived from the store's identity) and
+    what others publish is dropped here; ``bus_heartbeat`` (seconds) bounds how
+    long a lost message or connection goes unnoticed (docs/coherence.md).
     """
 
     def __init__(
@@ -125,6 +137,9 @@ class WriteThroughCache(BatchOps):
         group_commit: bool | None = None,
         group_commit_max_wait: float = 0.0,
         group_commit_max_size: int = 256,
+        bus: Any = None,
+        channel: str | None = None,
+        bus_heartbeat: float = 0.1,
     ) -> None:
         cap, max_b = check_options(
             capacity=capacity,
@@ -138,6 +153,9 @@ class WriteThroughCache(BatchOps):
             group_commit=group_commit,
             group_commit_max_wait=group_commit_max_wait,
             group_commit_max_size=group_commit_max_size,
+            bus=bus,
+            channel=channel,
+            bus_heartbeat=bus_heartbeat,
         )
         for method in ("load", "store", "remove"):
             if not callable(getattr(store, method, None)):
@@ -191,6 +209,22 @@ class WriteThroughCache(BatchOps):
         self._weighs = max_b is not None
         # The hit path: a closure that shadows the ``get`` method on this instance.
         self.__dict__["get"] = make_get(self._core, self._get_slow)
+        #: publishes the store keys of one acknowledged write (None without a bus)
+        self._publish: Callable[[tuple[Any, ...]], None] | None = None
+        self._bus: Any = None
+        if bus is not None:
+            from .bus import attach
+
+            try:
+                self._bus = attach(
+                    self._core, store, bus, channel, self._enc.cache_key, bus_heartbeat
+                )
+            except BaseException:
+                if self._group is not None:
+                    self._group.close()
+                raise
+            if not self._bus.transactional:
+                self._publish = self._bus.publish
 
     # ------------------------------------------------------------ the hit path
 
@@ -323,6 +357,9 @@ class WriteThroughCache(BatchOps):
             except BaseException as exc:
                 self._write_failed(key, exc, start)
             core.finish_write(key, held, weight, _perf() - start)
+            publish = self._publish
+            if publish is not None:
+                publish((skey,))
         finally:
             gate.release()
             core.release_gate(key)
@@ -369,6 +406,8 @@ class WriteThroughCache(BatchOps):
         except BaseException as exc:
             self._write_failed(key, exc, start)
         self._core.finish_write(key, value, weight, _perf() - start)
+        if self._publish is not None:
+            self._publish((skey,))
 
     def invalidate(self, key: Hashable) -> bool:
         """Remove ``key`` from the store, then from memory; True if either held it.
@@ -390,6 +429,8 @@ class WriteThroughCache(BatchOps):
                     raise
                 raise err from exc
             held = core.finish_remove(key, _perf() - start)
+            if self._publish is not None:
+                self._publish((skey,))
         return existed or held
 
     # ------------------------------------------------------------ compute
@@ -514,8 +555,23 @@ class WriteThroughCache(BatchOps):
         """A frozen snapshot of the statistics."""
         group = self._group
         if group is None:
-            return self._core.snapshot()
-        return self._core.snapshot(commits=group.commits, group_commit_members=group.members)
+            stats = self._core.snapshot()
+        else:
+            stats = self._core.snapshot(commits=group.commits, group_commit_members=group.members)
+        bus = self._bus
+        if bus is None:
+            return stats
+        return stats.replace(
+            bus_published=bus.published.value,
+            bus_received=bus.received.value,
+            bus_flushes=bus.flushes.value,
+            bus_publish_errors=bus.publish_errors.value,
+        )
+
+    @property
+    def bus(self) -> Any:
+        """The running bus driver (``bus/_driver.Coherence``), or None without a bus."""
+        return self._bus
 
     @property
     def group_commit(self) -> bool:
@@ -566,6 +622,8 @@ class WriteThroughCache(BatchOps):
             core.closed = True
             core.installing = False  # a put or load finishing after this installs nothing
             core.drop_all()
+        if self._bus is not None:
+            self._bus.close()  # sends what is queued (bounded wait), then stops its threads
         if self._group is not None:
             self._group.close()  # queued puts fail with CacheClosed; the commit in flight ends
         if self._close_store:

@@ -1,0 +1,114 @@
+"""The Redis bus: ``PUBLISH`` / ``SUBSCRIBE`` on one channel (redis-py, the ``[redis]`` extra)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Any
+
+import redis
+
+from .base import BusUnavailable, mask_password
+
+__all__ = ["RedisBus"]
+
+_ERRORS = (redis.RedisError, OSError)
+
+
+class RedisBus:
+    """Redis pub/sub on ``channel``: one connection publishes, one listens.
+
+    Pub/sub delivers at most once and only to connected listeners: a message
+    sent while the listener reconnects is lost, which the driver covers (it
+    flushes on every resubscription and on any sequence gap).
+    """
+
+    max_payload = 1 << 20  # Redis takes 512 MB; a bigger batch flushes rather than ships MBs
+    tracking_prefix: str | None = None
+
+    def __init__(self, url: str, channel: str, *, connect_timeout: float = 2.0) -> None:
+        self.url = url
+        self.channel = channel
+        self.name = f"redis bus {mask_password(url)} channel {channel!r}"
+        self.client_name = f"writethrough-bus-{os.getpid()}"  # CLIENT LIST shows who listens
+        self._options: dict[str, Any] = {
+            "socket_connect_timeout": connect_timeout,
+            "socket_timeout": 5.0,
+        }
+        self._publisher: redis.Redis | None = None
+        self._pubsub: Any = None
+        self._listener: redis.Redis | None = None
+
+    def _client(self, role: str = "pub") -> redis.Redis:
+        name = f"{self.client_name}-{role}"
+        return redis.Redis.from_url(self.url, client_name=name, **self._options)
+
+    def check(self) -> None:
+        try:
+            client = self._client()
+            try:
+                client.ping()
+            finally:
+                client.close()
+        except _ERRORS as exc:
+            raise BusUnavailable(f"{self.name}: cannot connect: {exc}") from exc
+
+    def publish(self, payload: bytes) -> None:
+        try:
+            if self._publisher is None:
+                self._publisher = self._client()
+            self._publisher.publish(self.channel, payload)
+        except _ERRORS as exc:
+            publisher, self._publisher = self._publisher, None
+            if publisher is not None:
+                with contextlib.suppress(Exception):
+                    publisher.close()
+            raise BusUnavailable(f"{self.name}: publish failed: {exc}") from exc
+
+    def subscribe(self) -> None:
+        self.unsubscribe()
+        try:
+            self._listener = self._client("sub")
+            pubsub = self._listener.pubsub()
+            self._pubsub = pubsub
+            pubsub.subscribe(self.channel)
+            # wait for the confirmation: from then on nothing published is missed
+            for _ in range(50):
+                reply = pubsub.get_message(timeout=0.1)
+                if reply is not None and reply.get("type") == "subscribe":
+                    return
+        except _ERRORS as exc:
+            self.unsubscribe()
+            raise BusUnavailable(f"{self.name}: subscribe failed: {exc}") from exc
+        self.unsubscribe()
+        raise BusUnavailable(f"{self.name}: no subscription confirmation within 5 s")
+
+    def receive(self, timeout: float) -> list[bytes]:
+        pubsub = self._pubsub
+        if pubsub is None:
+            raise BusUnavailable(f"{self.name}: not subscribed")
+        out: list[bytes] = []
+        try:
+            reply = pubsub.get_message(timeout=timeout)
+            while reply is not None:
+                if reply.get("type") == "message":
+                    out.append(reply["data"])
+                reply = pubsub.get_message(timeout=0.0)
+        except _ERRORS as exc:
+            raise BusUnavailable(f"{self.name}: connection lost: {exc}") from exc
+        return out
+
+    def unsubscribe(self) -> None:
+        pubsub, self._pubsub = self._pubsub, None
+        listener, self._listener = self._listener, None
+        for thing in (pubsub, listener):
+            if thing is not None:
+                with contextlib.suppress(Exception):
+                    thing.close()
+
+    def close(self) -> None:
+        self.unsubscribe()
+        publisher, self._publisher = self._publisher, None
+        if publisher is not None:
+            with contextlib.suppress(Exception):
+                publisher.close()
