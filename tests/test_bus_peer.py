@@ -1,0 +1,183 @@
+"""Harness for the multi-process bus tests: a cache in a spawned process, driven over a pipe.
+
+No tests here. ``Peer(url, **options)`` starts a process (multiprocessing,
+spawn) that opens ``wt.open(url, **options)`` and answers commands;
+``OwnServer`` is a message server a test owns on a free port (stop, restart).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import socket
+import subprocess
+import time
+import traceback
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+_CTX = multiprocessing.get_context("spawn")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def port_open(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+def _serve(conn: Connection, url: str, options: dict[str, Any]) -> None:
+    import writethrough as wt
+
+    try:
+        cache = wt.open(url, **options)
+    except BaseException as exc:
+        conn.send((False, f"{type(exc).__name__}: {exc}"))
+        return
+    conn.send((True, None))
+
+    def wait_for(key: Any, expected: Any, timeout: float) -> float | None:
+        """Seconds until ``get(key) == expected`` (polled with 0.1 ms pauses), or None."""
+        start = time.perf_counter()
+        deadline = start + timeout
+        while True:
+            if cache.get(key) == expected:
+                return time.perf_counter() - start
+            if time.perf_counter() > deadline:
+                return None
+            time.sleep(0.0001)
+
+    def watch(key: Any, seconds: float) -> list[Any]:
+        """Every distinct value ``get(key)`` returned during ``seconds``, in order."""
+        seen: list[Any] = []
+        deadline = time.perf_counter() + seconds
+        while time.perf_counter() < deadline:
+            value = cache.get(key)
+            if not seen or seen[-1] != value:
+                seen.append(value)
+            time.sleep(0.0001)
+        return seen
+
+    ops: dict[str, Any] = {
+        "get": cache.get,
+        "put": cache.put,
+        "put_many": cache.put_many,
+        "invalidate": cache.invalidate,
+        "invalidate_many": cache.invalidate_many,
+        "get_many": cache.get_many,
+        "held": lambda key: key in cache._core.data,
+        "stats": lambda: cache.stats().as_dict(),
+        "drop_next": lambda n=1: cache.bus.drop_next_publish(n),
+        "installing": lambda: cache._core.installing,
+        "connected": lambda: cache.bus.connected,
+        "wait_for": wait_for,
+        "watch": watch,
+        "sleep": time.sleep,
+    }
+    while True:
+        try:
+            op, args = conn.recv()
+        except EOFError:
+            break
+        if op == "close":
+            cache.close()
+            conn.send((True, None))
+            break
+        try:
+            result = ops[op](*args)
+        except BaseException as exc:
+            conn.send((False, f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"))
+        else:
+            conn.send((True, result))
+
+
+class Peer:
+    """One process holding one cache; ``peer("put", k, v)`` runs ``cache.put(k, v)`` there."""
+
+    def __init__(self, url: str, **options: Any) -> None:
+        self.conn, child = _CTX.Pipe()
+        self.proc = _CTX.Process(target=_serve, args=(child, url, options), daemon=True)
+        self.proc.start()
+        child.close()
+        ok, error = self._recv(60.0)
+        if not ok:
+            self.kill()
+            raise RuntimeError(f"peer could not open its cache: {error}")
+
+    def _recv(self, timeout: float) -> tuple[bool, Any]:
+        if not self.conn.poll(timeout):
+            self.kill()
+            raise TimeoutError("peer did not answer")
+        result: tuple[bool, Any] = self.conn.recv()
+        return result
+
+    def __call__(self, op: str, *args: Any, timeout: float = 60.0) -> Any:
+        self.conn.send((op, args))
+        ok, result = self._recv(timeout)
+        if not ok:
+            raise RuntimeError(f"peer {op}{args!r} failed: {result}")
+        return result
+
+    @property
+    def pid(self) -> int:
+        assert self.proc.pid is not None
+        return self.proc.pid
+
+    def close(self) -> None:
+        if self.proc.is_alive():
+            with contextlib.suppress(Exception):
+                self("close", timeout=10.0)
+        self.proc.join(10)
+        self.kill()
+
+    def kill(self) -> None:
+        if self.proc.is_alive():
+            self.proc.kill()
+            self.proc.join(5)
+
+
+class OwnServer:
+    """A server process a test owns on a free port: start, stop, restart on the same port."""
+
+    def __init__(self, argv: list[str], port: int, workdir: Path) -> None:
+        self.argv = argv
+        self.port = port
+        self.workdir = workdir
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        log = (self.workdir / f"server-{self.port}.log").open("ab")
+        self.proc = subprocess.Popen(self.argv, stdout=log, stderr=log, cwd=self.workdir)
+        deadline = time.monotonic() + 15
+        while not port_open(self.port):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"{self.argv[0]} did not start on port {self.port}")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+
+
+def redis_server(workdir: Path) -> OwnServer:
+    port = free_port()
+    argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
+    argv += ["--appendonly", "no", "--daemonize", "no", "--dir", str(workdir)]
+    return OwnServer(argv, port, workdir)
+
+
+def nats_server(workdir: Path) -> OwnServer:
+    port = free_port()
+    return OwnServer(["/usr/sbin/nats-server", "-a", "127.0.0.1", "-p", str(port)], port, workdir)
