@@ -146,6 +146,7 @@ def test_tracker_flush_message_and_transactional() -> None:
     t = SequenceTracker("me")
     assert t.observe(_msg("a", 1, 1, FLUSH), 0.0) == Verdict.FLUSH
     assert t.observe(Message("sql", 0, 0, TRANSACTIONAL, (b"x",)), 0.0) == Verdict.DROP
+    assert t.observe(Message("sql", 0, 0, TRANSACTIONAL), 0.0) == Verdict.FLUSH
     assert t.observe(Message("sql", 0, 0, TRANSACTIONAL, (b"x",)), 0.0) == Verdict.DROP
 
 

@@ -13,6 +13,7 @@ import socket
 import subprocess
 import time
 import traceback
+from collections.abc import Iterator
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -98,6 +99,54 @@ def _serve(conn: Connection, url: str, options: dict[str, Any]) -> None:
             conn.send((False, f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"))
         else:
             conn.send((True, result))
+
+
+def until(check: Any, timeout: float = 5.0) -> bool:
+    """Poll ``check()`` until true (True) or ``timeout`` seconds pass (False)."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.005)
+    return True
+
+
+@contextlib.contextmanager
+def two_peers(url: str, **options: Any) -> Iterator[tuple[Peer, Peer]]:
+    """Two processes, A and B, each with a cache over ``url`` and the same options."""
+    a = Peer(url, **options)
+    try:
+        b = Peer(url, **options)
+    except BaseException:
+        a.close()
+        raise
+    try:
+        yield a, b
+    finally:
+        a.close()
+        b.close()
+
+
+def assert_recovers(a: Peer, b: Peer) -> None:
+    """B's bus connection was just cut: B flushed twice (lost, then resubscribed), and the
+    same cache object follows A's writes and caches again."""
+    assert until(lambda: b("stats")["bus_flushes"] >= 2)
+    assert not b("held", "k")
+    assert until(lambda: b("connected") and b("installing"))
+    received = b("stats")["bus_received"]
+    a("put", "k", 2)
+    assert b("wait_for", "k", 2, 5.0) is not None
+    assert until(lambda: b("stats")["bus_received"] > received)
+    assert b("get", "k") == 2 and b("held", "k")
+
+
+def prime(writer: Peer, reader: Peer, key: Any, value: Any) -> None:
+    """``writer`` puts ``key``; once its message reached ``reader``, ``reader`` caches it."""
+    received = reader("stats")["bus_received"]
+    writer("put", key, value)
+    assert until(lambda: reader("stats")["bus_received"] > received)
+    assert reader("get", key) == value
+    assert reader("held", key)
 
 
 class Peer:

@@ -26,7 +26,7 @@ from servers import (
     require_server,
     unique_name,
 )
-from test_bus_peer import Peer
+from test_bus_peer import Peer, two_peers
 
 BUSES = {
     "redis": (REDIS_URL, "Redis", REDIS_PORT, "redis"),
@@ -50,19 +50,9 @@ def bus_url(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def pair(tmp_path: Path, bus_url: str) -> Iterator[tuple[Peer, Peer]]:
     """Two processes, A and B, each with a cache over one SQLite file and the bus."""
-    store = f"sqlite:///{tmp_path}/shared.db"
     channel = unique_name("t").replace("_", "-")
-    a = Peer(store, bus=bus_url, channel=channel)
-    try:
-        b = Peer(store, bus=bus_url, channel=channel)
-    except BaseException:
-        a.close()
-        raise
-    try:
-        yield a, b
-    finally:
-        a.close()
-        b.close()
+    with two_peers(f"sqlite:///{tmp_path}/shared.db", bus=bus_url, channel=channel) as peers:
+        yield peers
 
 
 def _settle(peer: Peer, field: str, at_least: int, timeout: float = 5.0) -> int:

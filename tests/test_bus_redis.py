@@ -2,28 +2,17 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from servers import REDIS_PORT, REDIS_URL, require_module, require_server, unique_name
-from test_bus_peer import Peer, redis_server
+from test_bus_peer import Peer, assert_recovers, prime, redis_server, until
 
 
 @pytest.fixture(autouse=True)
 def _needs_redis() -> None:
     require_server("Redis", REDIS_PORT)
     require_module("redis")
-
-
-def _until(check: Callable[[], bool], timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.005)
-    return True
 
 
 def test_client_kill_of_the_listener_flushes_and_recovers(tmp_path: Path) -> None:
@@ -35,21 +24,12 @@ def test_client_kill_of_the_listener_flushes_and_recovers(tmp_path: Path) -> Non
     b = Peer(store, bus=REDIS_URL, channel=channel)
     admin = redis.Redis.from_url(REDIS_URL)
     try:
-        a("put", "k", 1)
-        assert _until(lambda: b("stats")["bus_received"] >= 1)
-        assert b("get", "k") == 1 and b("held", "k")
+        prime(a, b, "k", 1)
         name = f"writethrough-bus-{b.pid}-sub"
         ids = [c["id"] for c in admin.client_list() if c.get("name") == name]
         assert len(ids) == 1, admin.client_list()
         admin.execute_command("CLIENT", "KILL", "ID", ids[0])
-        # lost (flush) and resubscribed (flush again)
-        assert _until(lambda: b("stats")["bus_flushes"] >= 2)
-        assert not b("held", "k")
-        assert _until(lambda: b("connected") and b("installing"))
-        a("put", "k", 2)  # the same cache object follows writes again
-        assert b("wait_for", "k", 2, 5.0) is not None
-        assert _until(lambda: b("stats")["bus_received"] >= 2)
-        assert b("get", "k") == 2 and b("held", "k")
+        assert_recovers(a, b)
     finally:
         admin.close()
         a.close()
@@ -65,11 +45,9 @@ def test_bus_server_down_serves_from_the_store_then_recovers(tmp_path: Path) -> 
     try:
         a = Peer(store, bus=url)  # the default channel: derived from the store, the same in both
         b = Peer(store, bus=url)
-        a("put", "k", 1)
-        assert _until(lambda: b("stats")["bus_received"] >= 1)
-        assert b("get", "k") == 1 and b("held", "k")
+        prime(a, b, "k", 1)
         server.stop()
-        assert _until(lambda: not b("installing"), 2.0)  # noticed within a few heartbeats
+        assert until(lambda: not b("installing"), 2.0)  # noticed within a few heartbeats
         assert not b("held", "k")
         flushes = b("stats")["bus_flushes"]
         for value in (2, 3):
@@ -77,12 +55,12 @@ def test_bus_server_down_serves_from_the_store_then_recovers(tmp_path: Path) -> 
             assert b("get", "k") == value  # served from the store, never stale
             assert not b("held", "k")  # and nothing installed while disconnected
         server.start()  # the same port
-        assert _until(lambda: b("installing") and b("connected"), 10.0)
+        assert until(lambda: b("installing") and b("connected"), 10.0)
         assert b("stats")["bus_flushes"] > flushes  # flushed again on resubscribing
-        assert _until(lambda: a("connected") and a("installing"), 10.0)
+        assert until(lambda: a("connected") and a("installing"), 10.0)
         a("put", "k", 4)
         assert b("wait_for", "k", 4, 5.0) is not None
-        assert _until(lambda: b("stats")["bus_received"] >= 2)
+        assert until(lambda: b("stats")["bus_received"] >= 2)
         assert b("get", "k") == 4 and b("held", "k")  # caching again, same cache object
         assert a("stats")["bus_publish_errors"] >= 1  # its heartbeats failed while down
     finally:

@@ -223,8 +223,7 @@ class WriteThroughCache(BatchOps):
                 if self._group is not None:
                     self._group.close()
                 raise
-            if not self._bus.transactional:
-                self._publish = self._bus.publish
+            self._publish = self._bus.publish
 
     # ------------------------------------------------------------ the hit path
 

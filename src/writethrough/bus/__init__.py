@@ -108,8 +108,8 @@ def attach(
     coherence = Coherence(core, transport, to_key, heartbeat=float(heartbeat))
     hook = getattr(transport, "bind_store", None)
     try:
-        if callable(hook):
-            coherence.transactional = bool(hook(store, coherence.origin))
+        if callable(hook) and hook(store, coherence.origin):
+            coherence.set_transactional()
         coherence.start()
     except BusUnavailable as exc:
         coherence.close(timeout=0.5)

@@ -119,6 +119,16 @@ class Coherence:
         with contextlib.suppress(Exception):
             self.transport.close()
 
+    def set_transactional(self) -> None:
+        """The store notifies inside each write's transaction: ``publish`` only counts."""
+        self.transactional = True
+        count = self.published.incr
+
+        def counted(keys: Any) -> None:
+            count()
+
+        self.publish = counted
+
     def drop_next_publish(self, count: int = 1) -> None:
         """Test hook: the next ``count`` messages are numbered but never sent (lost)."""
         self._drop_next += count

@@ -16,7 +16,8 @@ writes may travel in one message), and ``kind`` is
 - ``F``: drop everything (a batch too large for one message);
 - ``T``: keys written inside the store's own transaction (the PostgreSQL store,
   or a table trigger): not sequenced, since the database delivers them with
-  the commit and never without it.
+  the commit and never without it; with no keys (too many for one payload):
+  drop everything.
 
 Keys travel as the store sees them (type-tagged bytes, ``Encoding.wire_key``),
 hex-encoded.
@@ -24,11 +25,12 @@ hex-encoded.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from ..errors import ConfigError, WriteThroughError
 
@@ -39,10 +41,12 @@ __all__ = [
     "TRANSACTIONAL",
     "BusTransport",
     "BusUnavailable",
+    "ConnectionPair",
     "Message",
     "SequenceTracker",
     "Verdict",
     "check_channel",
+    "close_quietly",
     "decode_message",
     "default_channel",
     "encode_message",
@@ -79,6 +83,14 @@ class Message:
 def mask_password(url: str) -> str:
     """``url`` with its password (if any) shown as ``***``."""
     return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", url)
+
+
+def close_quietly(*things: Any) -> None:
+    """Close each connection given (None skipped), ignoring failures: it is being dropped."""
+    for thing in things:
+        if thing is not None:
+            with contextlib.suppress(Exception):
+                thing.close()
 
 
 def new_origin() -> str:
@@ -180,7 +192,7 @@ class SequenceTracker:
             return Verdict.IGNORE
         kind = message.kind
         if kind == TRANSACTIONAL:
-            return Verdict.DROP
+            return Verdict.DROP if message.keys else Verdict.FLUSH
         self._heard[origin] = now
         last = self._last.get(origin)
         if kind == HEARTBEAT:
@@ -208,6 +220,29 @@ class SequenceTracker:
             del self._heard[origin]
             self._last.pop(origin, None)
         return bool(quiet)
+
+
+class ConnectionPair:
+    """What the client-library buses share: one publishing and one listening connection."""
+
+    name = "bus"
+    _publisher: Any = None
+    _listener: Any = None
+
+    def _publish_failed(self, exc: BaseException) -> BusUnavailable:
+        """Drop the publishing connection (the next publish reconnects); the error to raise."""
+        publisher, self._publisher = self._publisher, None
+        close_quietly(publisher)
+        return BusUnavailable(f"{self.name}: publish failed: {exc}")
+
+    def unsubscribe(self) -> None:
+        listener, self._listener = self._listener, None
+        close_quietly(listener)
+
+    def close(self) -> None:
+        self.unsubscribe()
+        publisher, self._publisher = self._publisher, None
+        close_quietly(publisher)
 
 
 class BusTransport(Protocol):

@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 from typing import Any
 
 import redis
 
-from .base import BusUnavailable, mask_password
+from .base import BusUnavailable, ConnectionPair, close_quietly, mask_password
 
 __all__ = ["RedisBus"]
 
 _ERRORS = (redis.RedisError, OSError)
 
 
-class RedisBus:
+class RedisBus(ConnectionPair):
     """Redis pub/sub on ``channel``: one connection publishes, one listens.
 
     Pub/sub delivers at most once and only to connected listeners: a message
@@ -59,11 +58,7 @@ class RedisBus:
                 self._publisher = self._client()
             self._publisher.publish(self.channel, payload)
         except _ERRORS as exc:
-            publisher, self._publisher = self._publisher, None
-            if publisher is not None:
-                with contextlib.suppress(Exception):
-                    publisher.close()
-            raise BusUnavailable(f"{self.name}: publish failed: {exc}") from exc
+            raise self._publish_failed(exc) from exc
 
     def subscribe(self) -> None:
         self.unsubscribe()
@@ -100,15 +95,5 @@ class RedisBus:
 
     def unsubscribe(self) -> None:
         pubsub, self._pubsub = self._pubsub, None
-        listener, self._listener = self._listener, None
-        for thing in (pubsub, listener):
-            if thing is not None:
-                with contextlib.suppress(Exception):
-                    thing.close()
-
-    def close(self) -> None:
-        self.unsubscribe()
-        publisher, self._publisher = self._publisher, None
-        if publisher is not None:
-            with contextlib.suppress(Exception):
-                publisher.close()
+        close_quietly(pubsub)
+        super().unsubscribe()
