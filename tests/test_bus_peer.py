@@ -230,3 +230,38 @@ def redis_server(workdir: Path) -> OwnServer:
 def nats_server(workdir: Path) -> OwnServer:
     port = free_port()
     return OwnServer(["/usr/sbin/nats-server", "-a", "127.0.0.1", "-p", str(port)], port, workdir)
+
+
+def assert_outage_handled(server: OwnServer, url: str, tmp_path: Path) -> None:
+    """Stop the bus server under two processes and start it again on the same port.
+
+    While it is down, B serves every read from the store (never stale, nothing
+    installed); once it is back, B has flushed again and caches again, on the
+    same cache object, and follows A's writes.
+    """
+    server.start()
+    store = f"sqlite:///{tmp_path}/s.db"
+    try:
+        # the default channel: derived from the store, the same in both processes
+        with two_peers(store, bus=url) as (a, b):
+            prime(a, b, "k", 1)
+            server.stop()
+            assert until(lambda: not b("installing"), 2.0)  # noticed within a few heartbeats
+            assert not b("held", "k")
+            flushes = b("stats")["bus_flushes"]
+            for value in (2, 3):
+                a("put", "k", value)  # durable: the store does not need the bus
+                assert b("get", "k") == value  # served from the store, never stale
+                assert not b("held", "k")  # and nothing installed while disconnected
+            assert until(lambda: a("stats")["bus_publish_errors"] >= 1)  # A's sends fail now
+            server.start()  # the same port
+            assert until(lambda: b("installing") and b("connected"), 10.0)
+            assert b("stats")["bus_flushes"] > flushes  # flushed again on resubscribing
+            assert until(lambda: a("connected") and a("installing"), 10.0)
+            received = b("stats")["bus_received"]
+            a("put", "k", 4)
+            assert b("wait_for", "k", 4, 5.0) is not None
+            assert until(lambda: b("stats")["bus_received"] > received)
+            assert b("get", "k") == 4 and b("held", "k")  # caching again
+    finally:
+        server.stop()
