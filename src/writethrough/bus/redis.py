@@ -12,6 +12,7 @@ from .base import BusUnavailable, ConnectionPair, close_quietly, mask_password
 __all__ = ["RedisBus"]
 
 _ERRORS = (redis.RedisError, OSError)
+_MAX_UNREAD = 256  # past this many unread replies, publish waits for them
 
 
 class RedisBus(ConnectionPair):
@@ -35,6 +36,8 @@ class RedisBus(ConnectionPair):
             "socket_timeout": 5.0,
         }
         self._publisher: redis.Redis | None = None
+        self._connection: Any = None  # the publisher's one connection
+        self._unread = 0  # PUBLISH replies not read yet
         self._pubsub: Any = None
         self._listener: redis.Redis | None = None
 
@@ -53,11 +56,27 @@ class RedisBus(ConnectionPair):
             raise BusUnavailable(f"{self.name}: cannot connect: {exc}") from exc
 
     def publish(self, payload: bytes) -> None:
+        """Send ``PUBLISH`` without waiting for its reply (read later, when it is there).
+
+        A round trip per message would cost the writing process's threads a
+        Redis round trip of GIL hand-offs per put; replies are only counts of
+        listeners. A connection that breaks after a send loses that message,
+        which the sequence numbers reveal to every listener (they flush).
+        """
         try:
-            if self._publisher is None:
+            conn = self._connection
+            if conn is None:
                 self._publisher = self._client()
-            self._publisher.publish(self.channel, payload)
+                conn = self._connection = self._publisher.connection_pool.get_connection()
+            unread = self._unread
+            while unread and (unread > _MAX_UNREAD or conn.can_read(timeout=0)):
+                conn.read_response()
+                unread -= 1
+            conn.send_command("PUBLISH", self.channel, payload)
+            self._unread = unread + 1
         except _ERRORS as exc:
+            self._connection = None
+            self._unread = 0
             raise self._publish_failed(exc) from exc
 
     def subscribe(self) -> None:
@@ -97,3 +116,8 @@ class RedisBus(ConnectionPair):
         pubsub, self._pubsub = self._pubsub, None
         close_quietly(pubsub)
         super().unsubscribe()
+
+    def close(self) -> None:
+        self._connection = None
+        self._unread = 0
+        super().close()
