@@ -36,10 +36,24 @@ def port_open(port: int) -> bool:
         return False
 
 
+def enter_netns(name: str) -> None:
+    """Move this process into the network namespace ``ip netns`` calls ``name`` (setns(2))."""
+    import ctypes
+
+    clone_newnet = 0x40000000
+    libc = ctypes.CDLL(None, use_errno=True)
+    with open(f"/var/run/netns/{name}") as handle:
+        if libc.setns(handle.fileno(), clone_newnet) != 0:
+            raise OSError(ctypes.get_errno(), f"setns into {name} failed")
+
+
 def _serve(conn: Connection, url: str, options: dict[str, Any]) -> None:
     import writethrough as wt
 
+    netns = options.pop("netns", None)
     try:
+        if netns is not None:
+            enter_netns(netns)
         cache = wt.open(url, **options)
     except BaseException as exc:
         conn.send((False, f"{type(exc).__name__}: {exc}"))
@@ -112,11 +126,15 @@ def until(check: Any, timeout: float = 5.0) -> bool:
 
 
 @contextlib.contextmanager
-def two_peers(url: str, **options: Any) -> Iterator[tuple[Peer, Peer]]:
-    """Two processes, A and B, each with a cache over ``url`` and the same options."""
-    a = Peer(url, **options)
+def two_peers(
+    url: str, netns: list[str] | None = None, **options: Any
+) -> Iterator[tuple[Peer, Peer]]:
+    """Two processes, A and B, each with a cache over ``url`` and the same options
+    (``netns``: the network namespaces A and B run in)."""
+    spaces = netns or [None, None]
+    a = Peer(url, netns=spaces[0], **options) if spaces[0] else Peer(url, **options)
     try:
-        b = Peer(url, **options)
+        b = Peer(url, netns=spaces[1], **options) if spaces[1] else Peer(url, **options)
     except BaseException:
         a.close()
         raise
@@ -197,17 +215,18 @@ class Peer:
 class OwnServer:
     """A server process a test owns on a free port: start, stop, restart on the same port."""
 
-    def __init__(self, argv: list[str], port: int, workdir: Path) -> None:
+    def __init__(self, argv: list[str], port: int, workdir: Path, ready: Any = None) -> None:
         self.argv = argv
         self.port = port
         self.workdir = workdir
+        self.ready = ready or (lambda: port_open(port))
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         log = (self.workdir / f"server-{self.port}.log").open("ab")
         self.proc = subprocess.Popen(self.argv, stdout=log, stderr=log, cwd=self.workdir)
         deadline = time.monotonic() + 15
-        while not port_open(self.port):
+        while not self.ready():
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 self.stop()
                 raise RuntimeError(f"{self.argv[0]} did not start on port {self.port}")
