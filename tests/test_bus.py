@@ -191,16 +191,20 @@ def test_bus_on_a_memory_store_is_refused() -> None:
     assert not _bus_threads()
 
 
-def test_bus_that_cannot_connect(tmp_path: Path) -> None:
-    require_module("redis")
+@pytest.mark.parametrize(
+    ("scheme", "module"),
+    [("redis", "redis"), ("postgresql", "psycopg"), ("nats", "nats")],
+)
+def test_bus_that_cannot_connect(tmp_path: Path, scheme: str, module: str) -> None:
+    require_module(module)
     import socket
 
     with socket.socket() as s:  # a port nothing listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     with pytest.raises(wt.ConfigError, match="cannot connect"):
-        wt.open(f"sqlite:///{tmp_path}/a.db", bus=f"redis://127.0.0.1:{port}/0")
-    assert not _bus_threads()
+        wt.open(f"sqlite:///{tmp_path}/a.db", bus=f"{scheme}://127.0.0.1:{port}/x")
+    assert not _bus_threads()  # nothing half-started, not even nats-py's event loop
 
 
 def test_bad_channel_and_heartbeat(tmp_path: Path) -> None:
