@@ -156,24 +156,28 @@ def _pct(values: list[float], p: float) -> float:
 # ------------------------------------------------------------ cost (one process)
 
 
-def _timed_puts(cache: wt.WriteThroughCache, keys: list[str], value: bytes) -> float:
+def _timed_puts(cache: wt.WriteThroughCache, keys: list[str], value: bytes) -> tuple[float, float]:
+    """(wall seconds, process CPU seconds) per put; CPU counts every thread of the process."""
     put = cache.put
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     for key in keys:
         put(key, value)
-    return (time.perf_counter() - start) / len(keys)
+    return (time.perf_counter() - start) / len(keys), (time.process_time() - cpu) / len(keys)
 
 
-def _timed_hits(cache: wt.WriteThroughCache, keys: list[str]) -> float:
+def _timed_hits(cache: wt.WriteThroughCache, keys: list[str]) -> tuple[float, float]:
     get = cache.get
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     for key in keys:
         get(key)
-    return (time.perf_counter() - start) / len(keys)
+    return (time.perf_counter() - start) / len(keys), (time.process_time() - cpu) / len(keys)
 
 
-def put_cost(store_url: str, rounds: int, n: int) -> tuple[float, float]:
-    """Median seconds per put without and with a Redis bus, interleaved rounds."""
+Cost = tuple[float, float, float, float]  # wall without, wall with, CPU without, CPU with
+
+
+def put_cost(store_url: str, rounds: int, n: int) -> Cost:
+    """Median seconds per put without and with a Redis bus (wall and CPU), interleaved rounds."""
     plain = wt.open(store_url)
     bused = wt.open(store_url, bus=BUSES["redis"], channel=f"bench-put-{os.getpid()}")
     value = b"x" * 100
@@ -189,9 +193,9 @@ def put_cost(store_url: str, rounds: int, n: int) -> tuple[float, float]:
 
 def _interleaved(
     plain: wt.WriteThroughCache, bused: wt.WriteThroughCache, rounds: int, run: Any
-) -> tuple[float, float]:
-    """Median of ``run(cache)`` for each cache, in rounds alternating which goes first."""
-    times: dict[str, list[float]] = {"plain": [], "bus": []}
+) -> Cost:
+    """Medians of ``run(cache)`` (wall, CPU) for each cache, rounds alternating who goes first."""
+    times: dict[str, list[tuple[float, float]]] = {"plain": [], "bus": []}
     for r in range(rounds):
         order = [("plain", plain), ("bus", bused)]
         if r % 2:
@@ -199,11 +203,15 @@ def _interleaved(
         for name, cache in order:
             gc.collect()
             times[name].append(run(cache))
-    return statistics.median(times["plain"]), statistics.median(times["bus"])
+
+    def med(name: str, i: int) -> float:
+        return statistics.median(t[i] for t in times[name])
+
+    return med("plain", 0), med("bus", 0), med("plain", 1), med("bus", 1)
 
 
-def hit_cost(store_url: str, rounds: int) -> tuple[float, float]:
-    """Median seconds per hit without and with a Redis bus, interleaved rounds."""
+def hit_cost(store_url: str, rounds: int) -> Cost:
+    """Median seconds per hit without and with a Redis bus (wall and CPU), interleaved rounds."""
     plain = wt.open(store_url, capacity=200_000)
     bused = wt.open(
         store_url, capacity=200_000, bus=BUSES["redis"], channel=f"bench-hit-{os.getpid()}"
@@ -252,8 +260,7 @@ def main() -> None:
             ("sqlite FULL", f"sqlite:///{workdir}/cost.db"),
             ("redis", f"redis://127.0.0.1:6379/0?prefix={prefix}"),
         ):
-            plain, bused = put_cost(url, args.rounds, 2000)
-            result["cost"][f"put, {name}"] = (plain, bused)
+            result["cost"][f"put, {name}"] = put_cost(url, args.rounds, 2000)
         client = redis.Redis()
         for key in client.scan_iter(match=prefix + "*", count=1000):
             client.delete(key)
@@ -296,7 +303,7 @@ def report(result: dict[str, Any], env: dict[str, Any]) -> None:
     headers += ["dropped / max", "late", "monotonic viol.", "flushes"]
     print(_util.table(headers, rows))
     rows = []
-    for name, (plain, bused) in result["cost"].items():
+    for name, (plain, bused, plain_cpu, bused_cpu) in result["cost"].items():
         target = TARGET_HIT if name.startswith("get") else TARGET_PUT
         rows.append(
             [
@@ -305,10 +312,16 @@ def report(result: dict[str, Any], env: dict[str, Any]) -> None:
                 f"{bused * 1e6:.2f}",
                 _util.ratio(bused, plain),
                 f"<= {target:.2f}x",
+                f"{plain_cpu * 1e6:.2f}",
+                f"{bused_cpu * 1e6:.2f}",
+                _util.ratio(bused_cpu, plain_cpu),
             ]
         )
     print()
-    print(_util.table(["cost (us/op)", "no bus", "redis bus", "ratio", "target"], rows))
+    headers = ["cost (us/op)", "no bus", "redis bus", "ratio", "target"]
+    headers += ["CPU no bus", "CPU bus", "CPU ratio"]
+    print(_util.table(headers, rows))
+    print("(CPU: every thread of the process, bus threads included; less sensitive to other load)")
 
 
 if __name__ == "__main__":

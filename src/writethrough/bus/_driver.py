@@ -42,6 +42,7 @@ __all__ = ["Coherence"]
 _STOP: Any = object()
 _MAX_BACKOFF = 0.5
 _COALESCE = 256  # writes one message may carry at most
+_BUSY = 4  # writes per message from which the writer counts as busy (see busy_linger)
 
 
 class Coherence:
@@ -53,7 +54,9 @@ class Coherence:
     and every other origin must have been heard within it.
     ``linger``: a message that follows the previous one within this many seconds
     waits out the rest of it, so a fast writer sends one message per few writes
-    (at most this much later) instead of one per write.
+    (at most this much later) instead of one per write; ``busy_linger`` replaces
+    it while messages carry ``_BUSY`` writes or more (a writer in a tight loop,
+    where the message is what costs, not the wait).
     ``transactional``: the store publishes each write itself, inside its own
     transaction (PostgreSQL store + PostgreSQL bus), so ``publish`` is not used.
     """
@@ -69,6 +72,7 @@ class Coherence:
         origin: str | None = None,
         transactional: bool = False,
         linger: float = 0.0005,
+        busy_linger: float = 0.002,
     ) -> None:
         self.core = core
         self.transport = transport
@@ -78,6 +82,7 @@ class Coherence:
         self.origin = origin or new_origin()
         self.transactional = transactional
         self.linger = linger
+        self.busy_linger = busy_linger
         self.tracker = SequenceTracker(self.origin)
         self._own_prefix = f"W1 {self.origin} ".encode()
         self.published = Counter()
@@ -145,6 +150,7 @@ class Coherence:
         get = self._queue.get
         pending: list[Any] = []
         last_sent = time.monotonic()
+        linger = self.linger
         stopping = False
         while True:
             if not pending:
@@ -162,10 +168,10 @@ class Coherence:
                     continue
                 pending.append(item)
                 since = time.monotonic() - last_sent
-                if since < self.linger:
+                if since < linger:
                     # writes come fast: let a few more join this message rather than
                     # send (and make every peer process) one message per write
-                    time.sleep(self.linger - since)
+                    time.sleep(linger - since)
             while len(pending) < _COALESCE:  # whatever queued meanwhile goes in the same message
                 try:
                     item = self._queue.get_nowait()
@@ -176,6 +182,7 @@ class Coherence:
                     break
                 pending.append(item)
             if self._send_writes(pending, giving_up=stopping or self._stopping.is_set()):
+                linger = self.busy_linger if len(pending) >= _BUSY else self.linger
                 pending = []
                 last_sent = time.monotonic()
             if stopping:
