@@ -71,7 +71,7 @@ class Coherence:
         silence: float | None = None,
         origin: str | None = None,
         transactional: bool = False,
-        linger: float = 0.0005,
+        linger: float = 0.0002,
         busy_linger: float = 0.002,
     ) -> None:
         self.core = core
