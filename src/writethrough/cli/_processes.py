@@ -40,7 +40,7 @@ class ProcessesResult:
     window_p50: float
     window_p99: float
     window_max: float
-    unseen: int  # probe values a worker never returned (nor newer) before it stopped
+    unseen: int  # probe values put before a worker's last read that it never returned (nor newer)
     stale_after_window: int
     flushes: int
     published: int
@@ -167,10 +167,11 @@ def _summarise(
         if index == 0:
             continue  # the writer sees its own puts at once
         seen = report["seen"]
+        last_read = seen[-1][1] if seen else 0.0
         j = 0
         for value, put_done in enumerate(writes, 1):
-            if put_done > report["end"]:
-                break  # this worker had stopped reading by then
+            if put_done > last_read:
+                break  # this worker did not read the probe again after that put
             while j < len(seen) and seen[j][2] < value:
                 j += 1
             if j == len(seen):
