@@ -231,3 +231,30 @@ def test_bus_in_the_url_query_and_close_stops_threads(tmp_path: Path) -> None:
         cache.close()
     assert not _bus_threads()
     assert cache.stats().bus_published == 1
+
+
+def test_a_forked_child_serves_from_the_store(tmp_path: Path) -> None:
+    """The child has no bus threads: it must not keep (or install) anything it cannot hear about."""
+    require_server("Redis", REDIS_PORT)
+    require_module("redis")
+    import os
+    import warnings
+
+    cache = wt.open(f"sqlite:///{tmp_path}/f.db", bus=REDIS_URL)
+    try:
+        cache.put("k", 1)
+        assert cache.get("k") == 1 and len(cache) == 1
+        read, write = os.pipe()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads running
+            pid = os.fork()
+        if pid == 0:  # the child
+            ok = len(cache) == 0 and cache.get("k") == 1 and len(cache) == 0
+            os.write(write, b"1" if ok else b"0")
+            os._exit(0)
+        os.close(write)
+        assert os.read(read, 1) == b"1"
+        os.waitpid(pid, 0)
+        assert len(cache) == 1  # the parent keeps caching
+    finally:
+        cache.close()
