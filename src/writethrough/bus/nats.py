@@ -43,6 +43,7 @@ class NatsBus:
         self._publisher: Any = None
         self._listener: Any = None
         self._inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._generation = object()  # a new one per subscription
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------ the loop thread
@@ -66,9 +67,11 @@ class NatsBus:
 
     async def _connect(self, listener: bool) -> Any:
         inbox = self._inbox
+        generation = self._generation
 
         async def lost(*_: Any) -> None:
-            if listener:
+            # only the current listener's loss counts: closing an old one is no news
+            if listener and self._generation is generation:
                 inbox.put(_LOST)
 
         # nats-py retries a refused server before giving up (max_reconnect_attempts
@@ -154,6 +157,7 @@ class NatsBus:
         return out
 
     def unsubscribe(self) -> None:
+        self._generation = object()
         listener, self._listener = self._listener, None
         if listener is not None:
             with contextlib.suppress(Exception):
