@@ -232,6 +232,41 @@ def hit_cost(store_url: str, rounds: int) -> Cost:
         bused.close()
 
 
+# ------------------------------------------------------------ a hung bus
+
+
+def detection(workdir: Path, tries: int = 5) -> list[float]:
+    """Seconds from a bus server freezing (SIGSTOP: connections stay open, nothing flows,
+    as when a link is cut) to the cache serving from the store; a Redis server of our own."""
+    import signal
+    import socket
+    import subprocess
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    argv = ["redis-server", "--port", str(port), "--save", "", "--appendonly", "no"]
+    argv += ["--dir", str(workdir)]
+    out: list[float] = []
+    for _ in range(tries):
+        server = subprocess.Popen(argv, stdout=subprocess.DEVNULL)
+        try:
+            time.sleep(0.3)
+            cache = wt.open(f"sqlite:///{workdir}/hung.db", bus=f"redis://127.0.0.1:{port}/0")
+            time.sleep(0.3)
+            server.send_signal(signal.SIGSTOP)
+            start = time.monotonic()
+            while cache._core.installing:
+                time.sleep(0.0005)
+            out.append(time.monotonic() - start)
+            server.kill()
+            cache.close()
+        finally:
+            server.kill()
+            server.wait()
+    return out
+
+
 # ------------------------------------------------------------ main
 
 
@@ -266,6 +301,7 @@ def main() -> None:
             client.delete(key)
         client.close()
         result["cost"]["get hit"] = hit_cost(f"sqlite:///{workdir}/hits.db", args.rounds)
+        result["hung_bus_detection"] = detection(workdir)
     targets = {"p99": TARGET_P99, "put": TARGET_PUT, "hit": TARGET_HIT}
     _util.emit(args.json, env, result, report, targets)
 
@@ -322,6 +358,8 @@ def report(result: dict[str, Any], env: dict[str, Any]) -> None:
     headers += ["CPU no bus", "CPU bus", "CPU ratio"]
     print(_util.table(headers, rows))
     print("(CPU: every thread of the process, bus threads included; less sensitive to other load)")
+    found = ", ".join(f"{t * 1000:.0f}" for t in result["hung_bus_detection"])
+    print(f"\nhung bus server (SIGSTOP) until the cache serves from the store: {found} ms")
 
 
 if __name__ == "__main__":
