@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -27,6 +29,7 @@ from writethrough.bus.base import (
     fits,
 )
 from writethrough.codecs import get_codec
+from writethrough.stores.base import run_batch_store
 from writethrough.stores.sqlite import SQLiteStore
 
 keys_st = st.recursive(
@@ -258,3 +261,47 @@ def test_a_forked_child_serves_from_the_store(tmp_path: Path) -> None:
         assert len(cache) == 1  # the parent keeps caching
     finally:
         cache.close()
+
+
+class _RefusingStore(SQLiteStore):
+    """A real SQLite store that refuses one key (to make a batch fail part-way)."""
+
+    def store(self, key: bytes, value: bytes) -> None:
+        if key == b"sbad":
+            raise wt.StoreWriteError("refused on purpose")
+        super().store(key, value)
+
+    def store_many(self, items: Any) -> None:
+        run_batch_store(self, items)
+
+
+def test_a_partly_failed_batch_publishes_only_what_succeeded(tmp_path: Path) -> None:
+    require_server("Redis", REDIS_PORT)
+    require_module("redis")
+    path = str(tmp_path / "p.db")
+    reader = wt.WriteThroughCache(SQLiteStore(path), bus=REDIS_URL, channel="t.partial")
+    writer = wt.WriteThroughCache(_RefusingStore(path), bus=REDIS_URL, channel="t.partial")
+    try:
+        reader.put_many({"good": 1, "bad": 1})
+        deadline = time.monotonic() + 5
+        while writer.stats().bus_received < 1 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert reader.get("good") == 1 and reader.get("bad") == 1 and len(reader) == 2
+        with pytest.raises(wt.BatchError) as caught:
+            writer.put_many({"good": 2, "bad": 2})
+        assert caught.value.succeeded == ["good"]
+        deadline = time.monotonic() + 5
+        while reader.stats().bus_received < 1 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        time.sleep(0.2)  # anything else would have arrived too
+        assert writer.stats().bus_published == 1  # one message, for the batch
+        assert reader.stats().bus_received == 1
+        assert "good" not in reader._core.data and reader.get("good") == 2
+        assert "bad" in reader._core.data and reader.get("bad") == 1  # the store kept 1
+        with pytest.raises(wt.StoreWriteError):
+            writer.put("bad", 3)  # a failed write publishes nothing
+        time.sleep(0.2)
+        assert writer.stats().bus_published == 1 and reader.stats().bus_received == 1
+    finally:
+        writer.close()
+        reader.close()
