@@ -305,3 +305,48 @@ def test_a_partly_failed_batch_publishes_only_what_succeeded(tmp_path: Path) -> 
     finally:
         writer.close()
         reader.close()
+
+
+class _SlowReadStore(SQLiteStore):
+    """A real SQLite store whose reads linger after reading (a load racing a message)."""
+
+    delay = 0.0
+
+    def load(self, key: bytes) -> bytes | None:
+        value = super().load(key)
+        time.sleep(self.delay)
+        return value
+
+
+def test_a_load_racing_a_message_never_installs_the_older_value(tmp_path: Path) -> None:
+    """B's load reads v1, A's write of v2 is announced while that load is still in
+    flight: the load returns v1 to its own caller but B must not keep it (rule 5's
+    generation, bumped by the message)."""
+    require_server("Redis", REDIS_PORT)
+    require_module("redis")
+    path = str(tmp_path / "race.db")
+    slow = _SlowReadStore(path)
+    a = wt.WriteThroughCache(SQLiteStore(path), bus=REDIS_URL, channel="t.race")
+    b = wt.WriteThroughCache(slow, bus=REDIS_URL, channel="t.race")
+    try:
+        a.put("k", 1)
+        time.sleep(0.2)  # A's message has reached B (nothing held there yet)
+        slow.delay = 0.5
+        got: list[Any] = []
+        loader = threading.Thread(target=lambda: got.append(b.get("k")))
+        loader.start()
+        time.sleep(0.1)  # B's load has read 1 and lingers
+        received = b.stats().bus_received
+        a.put("k", 2)
+        deadline = time.monotonic() + 5
+        while b.stats().bus_received == received and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert b.stats().bus_received > received  # the message arrived mid-load
+        loader.join()
+        assert got == [1]  # the load returns what it read to its own caller...
+        slow.delay = 0.0
+        assert "k" not in b._core.data  # ...but did not keep it
+        assert b.get("k") == 2
+    finally:
+        a.close()
+        b.close()

@@ -82,7 +82,36 @@ def _serve(conn: Connection, url: str, options: dict[str, Any]) -> None:
             time.sleep(0.0001)
         return seen
 
+    import threading
+
+    watched: list[Any] = []  # the keys a background reader follows (replaced as a whole)
+    violations = [0]
+
+    def background_reader() -> None:
+        """Reads the watched keys without pause between commands: its misses race the
+        bus messages, and every value it returns must be at least the last it returned."""
+        last: dict[Any, int] = {}
+        while True:
+            keys = watched[0] if watched else ()
+            for key in keys:
+                value = cache.get(key)
+                got = -1 if value is None else value
+                if got < last.get(key, -1):
+                    violations[0] += 1
+                last[key] = got
+            time.sleep(0.0001)
+
+    def watch_keys(keys: list[Any]) -> int:
+        """Follow ``keys`` from now on; returns the violations seen so far (and resets)."""
+        if not watched:
+            threading.Thread(target=background_reader, daemon=True).start()
+            watched.append(keys)
+        watched[0] = keys
+        seen, violations[0] = violations[0], 0
+        return seen
+
     ops: dict[str, Any] = {
+        "watch_keys": watch_keys,
         "get": cache.get,
         "put": cache.put,
         "put_many": cache.put_many,
