@@ -211,7 +211,7 @@ class Coherence:
         while True:
             try:
                 self.transport.publish(encode_message(message))
-            except BusUnavailable:
+            except Exception:  # BusUnavailable, or anything else a driver raises
                 self.publish_errors.incr()
                 if giving_up:
                     self._seq = last  # never sent: the others see the gap and flush
@@ -230,18 +230,29 @@ class Coherence:
         message = Message(self.origin, self._seq, self._seq, HEARTBEAT)
         try:
             self.transport.publish(encode_message(message))
-        except BusUnavailable:
+        except Exception:
             self.publish_errors.incr()
 
     # ------------------------------------------------------------ receiving
 
     def _receive_loop(self) -> None:
+        """Receive until closed; whatever goes wrong counts as a lost connection (never
+        a dead thread: a cache whose bus thread died would go on caching, unwarned)."""
+        while not self._stopping.is_set():
+            try:
+                self._receive_until_failure()
+            except Exception:
+                with contextlib.suppress(Exception):
+                    self._lost()
+                self._stopping.wait(0.05)
+
+    def _receive_until_failure(self) -> None:
         backoff = 0.01
         while not self._stopping.is_set():
             if not self.connected:
                 try:
                     self.transport.subscribe()
-                except BusUnavailable:
+                except Exception:
                     self._stopping.wait(backoff)
                     backoff = min(backoff * 2, _MAX_BACKOFF)
                     continue
@@ -310,11 +321,11 @@ class Coherence:
     def _lost(self) -> None:
         """The bus connection is gone: serve from the store, install nothing, reconnect."""
         core = self.core
+        self.connected = False  # first: whatever fails below, the loop resubscribes
         with core.lock:
             core.installing = False
             core.drop_all()
         self.flushes.incr()
-        self.connected = False
         with contextlib.suppress(Exception):
             self.transport.unsubscribe()
 
