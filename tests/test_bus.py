@@ -161,6 +161,17 @@ def test_tracker_silent_origin_flushes_once() -> None:
     assert not t.silent_origins(0.9, 0.3)  # forgotten: its next message sets a new baseline
 
 
+def test_sort_out_a_batch_of_payloads() -> None:
+    t = SequenceTracker("0123456789abcdef")
+    own = encode_message(Message("0123456789abcdef", 1, 1, KEYS, (b"sx",)))
+    a1 = encode_message(Message("aaaaaaaaaaaaaaaa", 1, 1, KEYS, (b"sk",)))
+    a2 = encode_message(Message("aaaaaaaaaaaaaaaa", 2, 3, KEYS, (b"sj", b"sk")))
+    assert t.sort_out([own, a1, b"junk", a2], 5.0) == (False, [b"sk", b"sj", b"sk"], 2)
+    assert t.own_seen_at == 5.0
+    a5 = encode_message(Message("aaaaaaaaaaaaaaaa", 5, 5, KEYS, (b"sz",)))  # 4 was lost
+    assert t.sort_out([a5], 6.0) == (True, [], 1)
+
+
 # ------------------------------------------------------------ channels
 
 

@@ -30,8 +30,6 @@ from .base import (
     BusUnavailable,
     Message,
     SequenceTracker,
-    Verdict,
-    decode_message,
     encode_message,
     fits,
     new_origin,
@@ -84,7 +82,6 @@ class Coherence:
         self.linger = linger
         self.busy_linger = busy_linger
         self.tracker = SequenceTracker(self.origin)
-        self._own_prefix = f"W1 {self.origin} ".encode()
         self.published = Counter()
         self.received = Counter()
         self.flushes = Counter()
@@ -274,26 +271,9 @@ class Coherence:
                 self._flush()  # another origin went quiet: its messages may be lost
 
     def _apply(self, payloads: list[bytes], now: float) -> None:
-        core = self.core
-        tracker = self.tracker
-        drops: list[bytes] = []
-        flush = False
-        own = self._own_prefix
-        for payload in payloads:
-            if payload.startswith(own):  # our own message: only proves the bus works
-                tracker.own_seen_at = now
-                continue
-            message = decode_message(payload)
-            if message is None:
-                continue
-            verdict = tracker.observe(message, now)
-            if verdict == Verdict.IGNORE:
-                continue
+        flush, drops, counted = self.tracker.sort_out(payloads, now)
+        for _ in range(counted):
             self.received.incr()
-            if verdict == Verdict.FLUSH:
-                flush = True
-            else:
-                drops.extend(message.keys)
         if flush:
             self._flush()
             return
@@ -304,6 +284,7 @@ class Coherence:
         except Exception:  # a key this cache cannot read: drop everything rather than guess
             self._flush()
             return
+        core = self.core
         core.lock.acquire()
         try:
             drop = core.drop

@@ -175,6 +175,7 @@ class SequenceTracker:
 
     def __init__(self, own_origin: str) -> None:
         self.own = own_origin
+        self._own_prefix = f"{_MAGIC} {own_origin} ".encode()
         self._last: dict[str, int] = {}
         self._heard: dict[str, float] = {}
         self.own_seen_at = 0.0  # when our own message last came back (the liveness probe)
@@ -206,6 +207,30 @@ class SequenceTracker:
         if kind == FLUSH or (last is not None and message.first != last + 1):
             return Verdict.FLUSH
         return Verdict.DROP
+
+    def sort_out(self, payloads: Iterable[bytes], now: float) -> tuple[bool, list[bytes], int]:
+        """What a batch of received payloads asks: (flush everything?, keys to drop,
+        messages from others that counted). Our own messages only prove the bus works."""
+        own = self._own_prefix
+        flush = False
+        drops: list[bytes] = []
+        counted = 0
+        for payload in payloads:
+            if payload.startswith(own):  # cheap: every message we send comes back
+                self.own_seen_at = now
+                continue
+            message = decode_message(payload)
+            if message is None:
+                continue
+            verdict = self.observe(message, now)
+            if verdict == Verdict.IGNORE:
+                continue
+            counted += 1
+            if verdict == Verdict.FLUSH:
+                flush = True
+            else:
+                drops.extend(message.keys)
+        return flush, drops, counted
 
     def silent_origins(self, now: float, silence: float) -> bool:
         """Whether an origin went quiet for ``silence`` seconds (it is then forgotten).
