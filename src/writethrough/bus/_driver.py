@@ -40,7 +40,7 @@ __all__ = ["Coherence"]
 _STOP: Any = object()
 _MAX_BACKOFF = 0.5
 _COALESCE = 256  # writes one message may carry at most
-_BUSY = 4  # writes per message from which the writer counts as busy (see busy_linger)
+_BUSY_RATE = 5000  # writes per second from which the writer counts as busy (busy_linger)
 
 
 class Coherence:
@@ -53,8 +53,8 @@ class Coherence:
     ``linger``: a message that follows the previous one within this many seconds
     waits out the rest of it, so a fast writer sends one message per few writes
     (at most this much later) instead of one per write; ``busy_linger`` replaces
-    it while messages carry ``_BUSY`` writes or more (a writer in a tight loop,
-    where the message is what costs, not the wait).
+    it while writes come faster than ``_BUSY_RATE`` a second (a writer in a tight
+    loop, where each message is what costs, not the wait).
     ``transactional``: the store publishes each write itself, inside its own
     transaction (PostgreSQL store + PostgreSQL bus), so ``publish`` is not used.
     """
@@ -179,9 +179,11 @@ class Coherence:
                     break
                 pending.append(item)
             if self._send_writes(pending, giving_up=stopping or self._stopping.is_set()):
-                linger = self.busy_linger if len(pending) >= _BUSY else self.linger
+                now = time.monotonic()
+                busy = len(pending) >= _BUSY_RATE * (now - last_sent)  # writes per second
+                linger = self.busy_linger if busy else self.linger
                 pending = []
-                last_sent = time.monotonic()
+                last_sent = now
             if stopping:
                 self._send_heartbeat()
                 return
