@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable, Hashable
 from typing import Any
 
-from .codecs import Codec, encode_key
+from .codecs import Codec, decode_key, encode_key
 from .errors import (
     CacheClosed,
     CodecError,
@@ -73,6 +73,18 @@ class Encoding:
             return encode_key(key)
         if type(key) not in _SIMPLE_KEYS:
             encode_key(key)  # validates tuples and refuses floats, objects, ...
+        return key
+
+    def cache_key(self, skey: bytes) -> Hashable:
+        """Invert ``store_key`` for a byte store: the cache's key for a key as the store sees it.
+
+        The invalidation bus carries store keys; a subscriber drops the entry of
+        the key this returns (``1``, ``"1"``, ``b"1"`` and ``("1",)`` stay apart).
+        Raises ``CodecError`` on bytes ``store_key`` never produces.
+        """
+        if not self.bytes_store:
+            raise CodecError("keys of a store that holds objects are not encoded")
+        key: Hashable = decode_key(skey)
         return key
 
     def store_value(self, value: Any) -> Any:

@@ -95,6 +95,9 @@ class Core(Generic[_Gate]):
         self._waiting_on: dict[object, Flight] = {}
         self.installing = True
         self.closed = False
+        #: the invalidation bus's publish (store keys of one acknowledged write), or None;
+        #: it only queues the message, so a writer never waits for the bus
+        self.publish: Callable[[tuple[Any, ...]], None] | None = None
         self.epoch = 0  # bumped by every whole-cache flush
         # counters: lock-free and exact (hits: the hit log)
         self.store_hits = Counter()

@@ -291,6 +291,8 @@ def put_many_done(core: Core[Any], prepared: list[Prepared], seconds: float) -> 
     core.add_write_time(seconds)
     for key, _, value, _, weight in prepared:
         core.finish_write(key, value, weight, 0.0)
+    if core.publish is not None:
+        core.publish(tuple(p[1] for p in prepared))
 
 
 def put_many_failed(
@@ -305,6 +307,8 @@ def put_many_failed(
         core.finish_write(key, value, weight, 0.0)
     for skey in failed:
         core.fail_write(by_skey[skey][0], 0.0)
+    if succeeded and core.publish is not None:
+        core.publish(tuple(succeeded))
     if not isinstance(exc, Exception):
         raise exc
     raise BatchError(
@@ -333,6 +337,8 @@ def removed_many(
         key_of = {s: k for k, s in checked}
         for key, skey in checked:
             core.finish_remove(key, 0.0, ok=skey not in failed)
+        if succeeded and core.publish is not None:
+            core.publish(tuple(succeeded))
         if not isinstance(exc, Exception):
             raise exc
         raise BatchError(
@@ -344,6 +350,8 @@ def removed_many(
     for (key, _), was_stored in zip(checked, existed, strict=True):
         held = core.finish_remove(key, 0.0)
         count += bool(was_stored) or held
+    if core.publish is not None:
+        core.publish(tuple(s for _, s in checked))
     return count
 
 

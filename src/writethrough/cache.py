@@ -62,6 +62,9 @@ def check_options(
     group_commit: object = None,
     group_commit_max_wait: object = 0.0,
     group_commit_max_size: object = 256,
+    bus: object = None,
+    channel: object = None,
+    bus_heartbeat: object = 0.1,
 ) -> tuple[int, int | None]:
     """Refuse bad cache settings with ``ConfigError``; touches nothing.
 
@@ -97,6 +100,10 @@ def check_options(
             f"group_commit_max_wait must be a number of seconds >= 0, got {group_commit_max_wait!r}"
         )
     _check_int("group_commit_max_size", group_commit_max_size, allow_none=False)
+    if bus is not None or channel is not None:
+        from .bus import check_options as check_bus_options
+
+        check_bus_options(bus, channel, bus_heartbeat)
     return cap, max_b
 
 
@@ -147,6 +154,9 @@ class CacheOptions(TypedDict, total=False):
     group_commit: bool | None
     group_commit_max_wait: float
     group_commit_max_size: int
+    bus: Any
+    channel: str | None
+    bus_heartbeat: float
 
 
 class CacheView:
@@ -156,6 +166,7 @@ class CacheView:
     _enc: Encoding
     _store: Any
     _group: GroupCommit | None
+    _bus: Any  # the running bus driver (bus/_driver.Coherence), or None
     _closed: bool
 
     def _configure(
@@ -205,6 +216,25 @@ class CacheView:
         self._closed = False
         self._store_key = self._enc.store_key
         self._prepare_value = self._enc.prepare
+        self._bus = None
+        bus = options.get("bus")
+        if bus is not None:
+            from .bus import attach
+
+            try:
+                self._bus = attach(
+                    self._core,
+                    group_store if group_store is not None else store,
+                    bus,
+                    options.get("channel"),
+                    self._enc.cache_key,
+                    options.get("bus_heartbeat", 0.1),
+                )
+            except BaseException:
+                if self._group is not None:
+                    self._group.close()
+                raise
+            self._core.publish = self._bus.publish
 
     def __len__(self) -> int:
         """Entries held in memory now (the seed's ``cache_len``)."""
@@ -222,8 +252,23 @@ class CacheView:
         """A frozen snapshot of the statistics."""
         group = self._group
         if group is None:
-            return self._core.snapshot()
-        return self._core.snapshot(commits=group.commits, group_commit_members=group.members)
+            stats = self._core.snapshot()
+        else:
+            stats = self._core.snapshot(commits=group.commits, group_commit_members=group.members)
+        bus = self._bus
+        if bus is None:
+            return stats
+        return stats.replace(
+            bus_published=bus.published.value,
+            bus_received=bus.received.value,
+            bus_flushes=bus.flushes.value,
+            bus_publish_errors=bus.publish_errors.value,
+        )
+
+    @property
+    def bus(self) -> Any:
+        """The running bus driver (``bus/_driver.Coherence``), or None without a bus."""
+        return self._bus
 
     @property
     def group_commit(self) -> bool:
@@ -310,6 +355,11 @@ class WriteThroughCache(BatchOps, CacheView):
     puts share one durable transaction (stores that write a batch in one
     transaction; ``None``: the store's default); ``group_commit_max_wait`` and
     ``group_commit_max_size`` bound how long a group waits and how big it gets.
+    ``bus`` (a URL: ``redis://``, ``postgresql://``, ``nats://``) keeps caches in
+    other processes over the same store coherent: every acknowledged write is
+    published on ``channel`` (default: derived from the store's identity) and
+    what others publish is dropped here; ``bus_heartbeat`` (seconds) bounds how
+    long a lost message or connection goes unnoticed (docs/coherence.md).
     """
 
     def __init__(
@@ -328,6 +378,9 @@ class WriteThroughCache(BatchOps, CacheView):
         group_commit: bool | None = None,
         group_commit_max_wait: float = 0.0,
         group_commit_max_size: int = 256,
+        bus: Any = None,
+        channel: str | None = None,
+        bus_heartbeat: float = 0.1,
     ) -> None:
         self._configure(
             store,
@@ -347,6 +400,9 @@ class WriteThroughCache(BatchOps, CacheView):
             group_commit=group_commit,
             group_commit_max_wait=group_commit_max_wait,
             group_commit_max_size=group_commit_max_size,
+            bus=bus,
+            channel=channel,
+            bus_heartbeat=bus_heartbeat,
         )
         #: one durable write: through the writer queue, or straight to the store
         self._write_one: Callable[[Any, Any], None] = (
@@ -479,6 +535,9 @@ class WriteThroughCache(BatchOps, CacheView):
             except BaseException as exc:
                 write_failed(core, self._store, key, exc, start)
             core.finish_write(key, held, weight, _perf() - start)
+            publish = core.publish
+            if publish is not None:
+                publish((skey,))
         finally:
             gate.release()
             core.release_gate(key)
@@ -491,6 +550,8 @@ class WriteThroughCache(BatchOps, CacheView):
         except BaseException as exc:
             write_failed(self._core, self._store, key, exc, start)
         self._core.finish_write(key, value, weight, _perf() - start)
+        if self._core.publish is not None:
+            self._core.publish((skey,))
 
     def invalidate(self, key: Hashable) -> bool:
         """Remove ``key`` from the store, then from memory; True if either held it.
@@ -506,6 +567,8 @@ class WriteThroughCache(BatchOps, CacheView):
             except BaseException as exc:
                 remove_failed(core, self._store, key, exc, start)
             held = core.finish_remove(key, _perf() - start)
+            if core.publish is not None:
+                core.publish((skey,))
         return existed or held
 
     # ------------------------------------------------------------ compute
@@ -598,6 +661,8 @@ class WriteThroughCache(BatchOps, CacheView):
         """Drop everything held and refuse later calls; closes the store if ``close_store``."""
         if not self._shut():
             return
+        if self._bus is not None:
+            self._bus.close()  # sends what is queued (bounded wait), then stops its threads
         if self._group is not None:
             self._group.close()  # queued puts fail with CacheClosed; the commit in flight ends
         if self._close_store:

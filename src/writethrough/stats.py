@@ -67,6 +67,10 @@ _FIELDS = (
     "write_time",
     "commits",
     "group_commit_members",
+    "bus_published",
+    "bus_received",
+    "bus_flushes",
+    "bus_publish_errors",
 )
 
 
@@ -79,7 +83,11 @@ class CacheStats:
     seconds spent in store calls. With group commit, ``commits`` counts the
     store transactions the writer queue made and ``group_commit_members`` the
     puts they carried (their ratio is the mean group size); both stay 0 without
-    it. (A hand-written value class rather than a dataclass: ``dataclasses``
+    it. With an invalidation bus, ``bus_published`` counts the messages this
+    cache sent, ``bus_received`` the messages from other processes it applied,
+    ``bus_flushes`` the whole-cache drops (a sequence gap, a silent peer, a lost
+    or regained connection) and ``bus_publish_errors`` the failed sends (each
+    retried in order). (A hand-written value class rather than a dataclass: ``dataclasses``
     imports ``inspect`` and would double the cost of ``import writethrough``.)
     """
 
@@ -98,6 +106,10 @@ class CacheStats:
     write_time: float
     commits: int
     group_commit_members: int
+    bus_published: int
+    bus_received: int
+    bus_flushes: int
+    bus_publish_errors: int
 
     def __init__(
         self,
@@ -114,6 +126,10 @@ class CacheStats:
         write_time: float = 0.0,
         commits: int = 0,
         group_commit_members: int = 0,
+        bus_published: int = 0,
+        bus_received: int = 0,
+        bus_flushes: int = 0,
+        bus_publish_errors: int = 0,
     ) -> None:
         values = (
             cache_hits,
@@ -129,6 +145,10 @@ class CacheStats:
             write_time,
             commits,
             group_commit_members,
+            bus_published,
+            bus_received,
+            bus_flushes,
+            bus_publish_errors,
         )
         for name, value in zip(_FIELDS, values, strict=True):
             object.__setattr__(self, name, value)
@@ -167,6 +187,12 @@ class CacheStats:
         """Share of requests served from memory (0.0 before the first request)."""
         requests = self.requests
         return self.cache_hits / requests if requests else 0.0
+
+    def replace(self, **changes: int | float) -> CacheStats:
+        """A copy with the named fields changed."""
+        values = {name: getattr(self, name) for name in _FIELDS}
+        values.update(changes)
+        return CacheStats(**values)
 
     def since(self, earlier: CacheStats) -> CacheStats:
         """The activity between ``earlier`` and this snapshot (field by field)."""

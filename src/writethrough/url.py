@@ -190,6 +190,9 @@ _CACHE_OPTIONS: dict[str, Callable[[str, str], Any]] = {
     "group_commit": _to_bool,
     "group_commit_max_wait": _to_float,
     "group_commit_max_size": _to_int,
+    "bus": lambda _n, t: t,  # a URL, percent-encoded in the query (?bus=redis%3A%2F%2Fhost)
+    "channel": lambda _n, t: t,
+    "bus_heartbeat": _to_float,
 }
 #: ``open_async`` also takes the worker-thread count of stores without an async driver.
 _ASYNC_CACHE_OPTIONS = {**_CACHE_OPTIONS, "threads": _to_int}

@@ -347,7 +347,10 @@ class AsyncWriteThroughCache(CacheView):
                 await self._io.store(skey, svalue)
         except BaseException as exc:
             write_failed(self._core, self._store, key, exc, start)
-        self._core.finish_write(key, held, weight, _perf() - start)
+        core = self._core
+        core.finish_write(key, held, weight, _perf() - start)
+        if core.publish is not None:
+            core.publish((skey,))
 
     async def invalidate(self, key: Hashable) -> bool:
         """Remove ``key`` from the store, then from memory; True if either held it."""
@@ -360,7 +363,10 @@ class AsyncWriteThroughCache(CacheView):
             existed = bool(await self._io.remove(skey))
         except BaseException as exc:
             remove_failed(self._core, self._store, key, exc, start)
-        held = self._core.finish_remove(key, _perf() - start)
+        core = self._core
+        held = core.finish_remove(key, _perf() - start)
+        if core.publish is not None:
+            core.publish((skey,))
         return existed or held
 
     async def put_many(self, mapping: Mapping[Hashable, Any]) -> None:
@@ -488,6 +494,8 @@ class AsyncWriteThroughCache(CacheView):
         """
         if not self._shut():
             return
+        if self._bus is not None:  # sends what is queued (bounded wait), off the loop
+            await asyncio.to_thread(self._bus.close)
         if self._group is not None:
             # queued puts fail with CacheClosed; the commit in flight ends (in a thread)
             await asyncio.to_thread(self._group.close)

@@ -7,6 +7,7 @@ import click
 import writethrough as wt
 
 from .bench import bench
+from .bus import bus_group
 from .simulate import simulate_command
 
 __all__ = ["cli"]
@@ -23,4 +24,5 @@ def cli() -> None:
 
 
 cli.add_command(bench)
+cli.add_command(bus_group)
 cli.add_command(simulate_command)

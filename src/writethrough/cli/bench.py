@@ -67,6 +67,7 @@ Examples:
   writethrough bench
   writethrough bench memory:// --ops 1000000 --keys 100000
   writethrough bench sqlite:///bench.db --threads 4 --read-ratio 0.5 --json
+  writethrough bench sqlite:///bench.db --processes 4 --bus redis://localhost:6379/0
 """
 
 
@@ -173,6 +174,19 @@ def _target(url: str | None) -> Iterator[tuple[str, str]]:
     default=None,
     help="Let concurrent puts share commits (SQL stores).  [default: the store's]",
 )
+@click.option(
+    "--processes",
+    type=click.IntRange(min=1, max=256),
+    default=1,
+    show_default=True,
+    help="Worker processes, each with a cache of its own over the store (with --bus: coherent).",
+)
+@click.option(
+    "--bus",
+    default=None,
+    metavar="URL",
+    help="Invalidation bus for the processes: redis://, postgresql:// or nats://.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables.")
 @click.option(
     "--keep",
@@ -191,6 +205,8 @@ def bench(
     distribution: Distribution,
     seed: int | None,
     group_commit: bool | None,
+    processes: int,
+    bus: str | None,
     as_json: bool,
     keep: bool,
 ) -> None:
@@ -223,6 +239,15 @@ def bench(
         options["policy"] = cfg.policy
     if group_commit is not None:
         options["group_commit"] = group_commit
+    if processes > 1 or bus is not None:
+        from ._processes import bench_processes
+
+        with _target(url) as (open_url, shown):
+            remove_after = url is not None and not keep
+            bench_processes(
+                open_url, shown, options, cfg, processes, bus, as_json, console, remove_after
+            )
+        return
     with _target(url) as (open_url, shown):
         try:
             cache = wt.open(open_url, **options)

@@ -508,6 +508,40 @@ class PostgresStore(BytesStore):
             [],
         )
 
+    # -- invalidation bus hook (writethrough.bus.postgres): NOTIFY in each write's transaction
+    def notify_writes(self, channel: str, origin: str) -> None:
+        """Make every write also ``NOTIFY channel`` with its keys, in the write's own statement.
+
+        A committed write then always notifies and a rolled-back one never does.
+        ``channel`` and ``origin`` are checked by the bus (``[A-Za-z0-9_.-]``), so
+        they are safe as literals. The payload is the bus's ``T`` message; a batch
+        whose keys would pass NOTIFY's 8000-byte limit sends a flush (``T`` with no keys).
+        """
+        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,63}", channel) or not re.fullmatch(
+            r"[0-9a-z]{1,32}", origin
+        ):
+            raise ConfigError(f"invalid bus channel {channel!r} or origin {origin!r}")
+        head = f"'W1 {origin} 0 0 T'"
+        one = f"SELECT pg_notify('{channel}', {head} || ' ' || encode(key, 'hex')) FROM w"
+        many = (
+            f"SELECT pg_notify('{channel}', CASE WHEN sum(octet_length(key)) * 2 + count(*) > "
+            f"7800 THEN {head} ELSE {head} || ' ' || string_agg(encode(key, 'hex'), ',') END) "
+            "FROM w HAVING count(*) > 0"
+        )
+
+        def wrap(statement: bytes, returning: bool, select: str) -> bytes:
+            inner = statement if returning else statement + b" RETURNING key"
+            return b"WITH w AS (" + inner + b") " + select.encode()
+
+        self._sql_store = wrap(self._sql_store, False, one)
+        self._sql_remove = wrap(self._sql_remove, False, one)
+        self._sql_store_many = wrap(self._sql_store_many, False, many)
+        self._sql_remove_many = wrap(
+            self._sql_remove_many,
+            True,
+            f", n AS ({many}) SELECT key FROM w WHERE (SELECT count(*) FROM n) >= 0",
+        )
+
     # -- description
     @property
     def durability(self) -> str:

@@ -1,0 +1,219 @@
+"""The Redis bus: ``PUBLISH`` / ``SUBSCRIBE`` on one channel (redis-py, the ``[redis]`` extra).
+
+With ``?tracking=true`` on the bus URL and a ``RedisStore`` on the same server
+and database, the listening connection also asks Redis itself to report every
+change under the store's key prefix (server-assisted invalidation: ``CLIENT
+TRACKING ON REDIRECT <itself> BCAST PREFIX <prefix>`` on a RESP2 connection,
+delivered on ``__redis__:invalidate``): then writes made by any Redis client,
+not only by caches, invalidate. The tracking state lives and dies with that one
+connection, which the driver watches anyway.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from ..errors import ConfigError
+from .base import (
+    TRANSACTIONAL,
+    BusUnavailable,
+    ConnectionPair,
+    Message,
+    close_quietly,
+    encode_message,
+    mask_password,
+)
+
+__all__ = ["RedisBus"]
+
+_ERRORS = (redis.RedisError, OSError)
+_MAX_UNREAD = 256  # past this many unread replies, publish waits for them
+_INVALIDATE = b"__redis__:invalidate"
+_TRUE = ("1", "true", "yes", "on")
+
+
+class RedisBus(ConnectionPair):
+    """Redis pub/sub on ``channel``: one connection publishes, one listens.
+
+    Pub/sub delivers at most once and only to connected listeners: a message
+    sent while the listener reconnects is lost, which the driver covers (it
+    flushes on every resubscription and on any sequence gap).
+    """
+
+    max_payload = 1 << 20  # Redis takes 512 MB; a bigger batch flushes rather than ships MBs
+    tracking_prefix: str | None = None
+
+    def __init__(self, url: str, channel: str, *, connect_timeout: float = 2.0) -> None:
+        parts = urlsplit(url)
+        query = parse_qsl(parts.query, keep_blank_values=True)
+        self.tracking = any(k == "tracking" and v.lower() in _TRUE for k, v in query)
+        kept = urlencode([(k, v) for k, v in query if k != "tracking"])
+        url = parts._replace(query=kept).geturl()
+        self.url = url
+        self.channel = channel
+        self.name = f"redis bus {mask_password(url)} channel {channel!r}"
+        self.client_name = f"writethrough-bus-{os.getpid()}"  # CLIENT LIST shows who listens
+        self._options: dict[str, Any] = {
+            "socket_connect_timeout": connect_timeout,
+            "socket_timeout": 5.0,
+            # no silent reconnection: the driver must know, to flush (and the
+            # tracking state of a connection dies with it)
+            "retry": Retry(NoBackoff(), 0),
+        }
+        self._publisher: redis.Redis | None = None
+        self._connection: Any = None  # the publisher's one connection
+        self._unread = 0  # PUBLISH replies not read yet
+        self._pubsub: Any = None
+        self._listener: redis.Redis | None = None
+
+    def _client(self, role: str = "pub") -> redis.Redis:
+        name = f"{self.client_name}-{role}"
+        options = dict(self._options)
+        if role == "sub" and self.tracking_prefix is not None:
+            # RESP2: invalidations then arrive as messages on __redis__:invalidate
+            # (on RESP3, redis-py consumes invalidation pushes itself)
+            options["protocol"] = 2
+        return redis.Redis.from_url(self.url, client_name=name, **options)
+
+    def check(self) -> None:
+        try:
+            client = self._client()
+            try:
+                client.ping()
+            finally:
+                client.close()
+        except _ERRORS as exc:
+            raise BusUnavailable(f"{self.name}: cannot connect: {exc}") from exc
+
+    def publish(self, payload: bytes) -> None:
+        """Send ``PUBLISH`` without waiting for its reply (read later, when it is there).
+
+        A round trip per message would cost the writing process's threads a
+        Redis round trip of GIL hand-offs per put; replies are only counts of
+        listeners. A connection that breaks after a send loses that message,
+        which the sequence numbers reveal to every listener (they flush).
+        """
+        try:
+            conn = self._connection
+            if conn is None:
+                self._publisher = self._client()
+                conn = self._connection = self._publisher.connection_pool.get_connection()
+            unread = self._unread
+            while unread and (unread > _MAX_UNREAD or conn.can_read(timeout=0)):
+                conn.read_response()
+                unread -= 1
+            conn.send_command("PUBLISH", self.channel, payload)
+            self._unread = unread + 1
+        except _ERRORS as exc:
+            self._connection = None
+            self._unread = 0
+            raise self._publish_failed(exc) from exc
+
+    def bind_store(self, store: Any, origin: str) -> bool:
+        """With ``tracking``: follow the ``RedisStore``'s key prefix (same server and db)."""
+        if not self.tracking:
+            return False
+        prefix = getattr(store, "prefix", None)
+        identity = getattr(store, "identity", "")
+        if not isinstance(prefix, str) or _where(identity.split("#", 1)[0]) != _where(self.url):
+            raise ConfigError(
+                f"{self.name}: tracking=true follows a RedisStore's keys; it needs a redis:// "
+                "store on the same Redis server and database as the bus"
+            )
+        self.tracking_prefix = prefix
+        return False  # caches still publish their own writes (and heartbeats)
+
+    def subscribe(self) -> None:
+        self.unsubscribe()
+        try:
+            self._listener = listener = self._client("sub")
+            pubsub = listener.pubsub()
+            self._pubsub = pubsub
+            channels = [self.channel]
+            if self.tracking_prefix is not None:
+                # tracking goes on the listening connection itself, before it subscribes
+                conn: Any = listener.connection_pool.get_connection()
+                pubsub.connection = conn
+                conn.send_command("CLIENT", "ID")
+                own_id = conn.read_response()
+                conn.send_command(
+                    "CLIENT",
+                    "TRACKING",
+                    "ON",
+                    "REDIRECT",
+                    own_id,
+                    "BCAST",
+                    "PREFIX",
+                    self.tracking_prefix,
+                )
+                conn.read_response()
+                channels.append(_INVALIDATE.decode())
+            pubsub.subscribe(*channels)
+            # wait for the confirmations: from then on nothing published is missed
+            confirmed = 0
+            for _ in range(50):
+                reply = pubsub.get_message(timeout=0.1)
+                if reply is not None and reply.get("type") == "subscribe":
+                    confirmed += 1
+                    if confirmed == len(channels):
+                        return
+        except _ERRORS as exc:
+            self.unsubscribe()
+            raise BusUnavailable(f"{self.name}: subscribe failed: {exc}") from exc
+        self.unsubscribe()
+        raise BusUnavailable(f"{self.name}: no subscription confirmation within 5 s")
+
+    def receive(self, timeout: float) -> list[bytes]:
+        pubsub = self._pubsub
+        if pubsub is None:
+            raise BusUnavailable(f"{self.name}: not subscribed")
+        out: list[bytes] = []
+        try:
+            reply = pubsub.get_message(timeout=timeout)
+            while reply is not None:
+                if reply.get("type") == "message":
+                    if reply.get("channel") == _INVALIDATE:
+                        message = self._invalidated(reply["data"])
+                        if message is not None:
+                            out.append(message)
+                    else:
+                        out.append(reply["data"])
+                reply = pubsub.get_message(timeout=0.0)
+        except _ERRORS as exc:
+            raise BusUnavailable(f"{self.name}: connection lost: {exc}") from exc
+        return out
+
+    def _invalidated(self, keys: Any) -> bytes | None:
+        """A Redis invalidation as a bus message: the store keys, or (no list: FLUSHDB) all."""
+        prefix = (self.tracking_prefix or "").encode()
+        if not isinstance(keys, list):
+            return encode_message(Message("redis", 0, 0, TRANSACTIONAL))
+        n = len(prefix)
+        found = tuple(k[n:] for k in keys if isinstance(k, bytes) and k.startswith(prefix))
+        return encode_message(Message("redis", 0, 0, TRANSACTIONAL, found)) if found else None
+
+    def unsubscribe(self) -> None:
+        pubsub, self._pubsub = self._pubsub, None
+        close_quietly(pubsub)
+        super().unsubscribe()
+
+    def close(self) -> None:
+        self._connection = None
+        self._unread = 0
+        super().close()
+
+
+def _where(url: str) -> tuple[str, int, int]:
+    """(host, port, db) of a redis:// URL or store identity, for "same database" checks."""
+    parts = urlsplit(url)
+    host = parts.hostname or "localhost"
+    if host == "localhost":
+        host = "127.0.0.1"
+    path = parts.path.strip("/")
+    return host, parts.port or 6379, int(path) if path.isdigit() else 0

@@ -1,0 +1,82 @@
+"""The Redis bus under faults: its connection killed, its server stopped and restarted."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+from servers import (
+    REDIS_PORT,
+    REDIS_URL,
+    delete_redis_prefix,
+    require_module,
+    require_server,
+    unique_name,
+)
+from test_bus_peer import Peer, assert_outage_handled, assert_recovers, prime, redis_server
+
+
+@pytest.fixture(autouse=True)
+def _needs_redis() -> None:
+    require_server("Redis", REDIS_PORT)
+    require_module("redis")
+
+
+def test_client_kill_of_the_listener_flushes_and_recovers(tmp_path: Path) -> None:
+    import redis
+
+    store = f"sqlite:///{tmp_path}/s.db"
+    channel = unique_name("kill").replace("_", "-")
+    a = Peer(store, bus=REDIS_URL, channel=channel)
+    b = Peer(store, bus=REDIS_URL, channel=channel)
+    admin = redis.Redis.from_url(REDIS_URL)
+    try:
+        prime(a, b, "k", 1)
+        name = f"writethrough-bus-{b.pid}-sub"
+        ids = [c["id"] for c in admin.client_list() if c.get("name") == name]
+        assert len(ids) == 1, admin.client_list()
+        admin.execute_command("CLIENT", "KILL", "ID", ids[0])
+        assert_recovers(a, b)
+    finally:
+        admin.close()
+        a.close()
+        b.close()
+
+
+def test_bus_server_down_serves_from_the_store_then_recovers(tmp_path: Path) -> None:
+    server = redis_server(tmp_path)
+    assert_outage_handled(server, f"redis://127.0.0.1:{server.port}/0", tmp_path)
+
+
+def test_tracking_follows_plain_redis_cli_writes() -> None:
+    prefix = unique_name("wtbus") + ":"
+    store = f"{REDIS_URL}?prefix={prefix}"
+    b = Peer(store, bus=f"{REDIS_URL}?tracking=true")
+    try:
+        b("put", "k", 1)
+        b("put", "other", 1)
+        assert b("get", "k") == 1
+        b("sleep", 0.2)  # the echoes of its own writes (tracking reports them too) are in
+        assert b("get", "k") == 1 and b("held", "k") and b("get", "other") == 1
+        # another program writes the key with a plain SET (msgpack of 5 is b"\x05")
+        key = (prefix + "sk").encode()
+        done = subprocess.run(
+            ["redis-cli", "-p", str(REDIS_PORT), "SET", key, b"\x05"], capture_output=True
+        )
+        assert done.returncode == 0 and done.stdout.strip() == b"OK", done
+        assert b("wait_for", "k", 5, 5.0) is not None
+        assert b("held", "other")  # only that key was dropped
+        subprocess.run(["redis-cli", "-p", str(REDIS_PORT), "DEL", key], check=True)
+        assert b("wait_for", "k", None, 5.0) is not None
+        assert b("stats")["bus_flushes"] == 0
+    finally:
+        b.close()
+        delete_redis_prefix(prefix)
+
+
+def test_tracking_needs_a_redis_store(tmp_path: Path) -> None:
+    import writethrough as wt
+
+    with pytest.raises(wt.ConfigError, match="tracking=true"):
+        wt.open(f"sqlite:///{tmp_path}/s.db", bus=f"{REDIS_URL}?tracking=true")
