@@ -47,7 +47,7 @@ class Coherence:
     """Keeps one cache's core coherent with the other processes on ``transport``.
 
     ``to_key`` turns a key as it travels (the store's key) back into the
-    cache's key. ``silence`` (default three heartbeats) is how long the bus may
+    cache's key. ``silence`` (default three quarters of ``heartbeat``) is how long the bus may
     stay quiet before it counts as lost: our own heartbeat must have come back,
     and every other origin must have been heard within it.
     ``linger``: a message that follows the previous one within this many seconds
@@ -70,13 +70,18 @@ class Coherence:
         origin: str | None = None,
         transactional: bool = False,
         linger: float = 0.0002,
-        busy_linger: float = 0.002,
+        busy_linger: float = 0.0005,
     ) -> None:
         self.core = core
         self.transport = transport
         self.to_key = to_key
         self.heartbeat = heartbeat
-        self.silence = silence if silence is not None else 3 * heartbeat
+        # ``heartbeat`` is the bound on how long a lost message or a cut connection
+        # goes unnoticed: a quiet origin beats four times per interval, and three
+        # beats missing in a row (three quarters of an interval) is silence, so one
+        # late beat on a busy machine is tolerated and detection stays within one.
+        self.beat = heartbeat / 4
+        self.silence = silence if silence is not None else 0.75 * heartbeat
         self.origin = origin or new_origin()
         self.transactional = transactional
         self.linger = linger
@@ -151,7 +156,7 @@ class Coherence:
         stopping = False
         while True:
             if not pending:
-                wait = self.heartbeat - (time.monotonic() - last_sent)
+                wait = self.beat - (time.monotonic() - last_sent)
                 item = None
                 if wait > 0:
                     with contextlib.suppress(queue.Empty):
@@ -259,7 +264,7 @@ class Coherence:
                 self._resubscribed()
                 continue
             try:
-                payloads = self.transport.receive(self.heartbeat / 2)
+                payloads = self.transport.receive(self.heartbeat / 8)
             except BusUnavailable:
                 self._lost()
                 continue
