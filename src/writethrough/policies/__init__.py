@@ -37,7 +37,8 @@ POLICIES: dict[str, Callable[[], Policy]] = {
     "adaptive": AdaptivePolicy,
 }
 
-DEFAULT_POLICY = "lru"
+#: The measured best (benchmarks/RESULTS.md, "Eviction policies against OPT").
+DEFAULT_POLICY = "adaptive"
 
 
 def make_policy(policy: str | Policy | None) -> Policy:

@@ -2,14 +2,15 @@
 
 Three FIFO queues: a small one (10 % of the entries) that new keys enter, a
 main one (the rest), and a ghost queue of keys recently evicted from the small
-queue (as many as the main queue holds). Each held key has a 2-bit use counter
-that hits raise (up to 3). Eviction takes from the small queue while it holds
-at least its share: a key used there moves to the main queue, an unused one
-leaves and is remembered by the ghost. From the main queue, a used key is put
-back at the front with its counter lowered, an unused one leaves. A new key
+queue (90 % of the entries, keys only). Each held key counts its hits (2 bits).
+Eviction takes from the main queue when it holds more than its share, else
+from the small one: a key hit at least twice there moves to the main queue, any
+other leaves and is remembered by the ghost. From the main queue, a hit key goes
+back in at the front with its count lowered, an unhit one leaves. A new key
 that the ghost remembers goes straight to the main queue. Most one-hit wonders
-thus leave after a short stay in the small queue, without ever disturbing
-the main queue (quick demotion).
+thus leave after a short stay in the small queue without disturbing the main
+queue (quick demotion). As in libCacheSim (whose defaults these are), while the
+cache first fills up, keys the full small queue cannot take go to the main one.
 """
 
 from __future__ import annotations
@@ -34,8 +35,10 @@ class S3FIFOPolicy(BasePolicy):
     name = "s3fifo"
     #: the small queue's share of the entries (the paper's 10 %)
     small_ratio = 0.10
-    #: uses that move a key from the small to the main queue
-    move_threshold = 1
+    #: uses in the small queue that move a key to the main queue (libCacheSim's default)
+    move_threshold = 2
+    #: the ghost's size as a share of the entries
+    ghost_ratio = 0.90
 
     def __init__(self) -> None:
         super().__init__()
@@ -44,12 +47,15 @@ class S3FIFOPolicy(BasePolicy):
         self._ghost: OrderedDict[Hashable, None] = OrderedDict()
         self._ghost_max = 1
         self._small_max = 1
+        self._main_max = 1
+        self._evicted = False  # no eviction yet: the cache is still filling up
         self._newcomer: Hashable | None = None
 
     def bind(self, capacity: int, max_bytes: int | None) -> None:
         super().bind(capacity, max_bytes)
         self._small_max = max(1, int(capacity * self.small_ratio))
-        self._ghost_max = max(1, capacity - self._small_max)
+        self._main_max = capacity - self._small_max
+        self._ghost_max = max(1, int(capacity * self.ghost_ratio))
 
     # ------------------------------------------------------------ feedback
 
@@ -73,6 +79,8 @@ class S3FIFOPolicy(BasePolicy):
     def on_insert(self, key: Hashable, weight: int) -> None:
         if self._ghost.pop(key, 0) is None:  # remembered: straight to the main queue
             self._main[key] = 0
+        elif not self._evicted and len(self._small) >= self._small_max:
+            self._main[key] = 0  # filling up: the main queue takes what the small one cannot
         else:
             self._small[key] = 0
         self._newcomer = key
@@ -90,11 +98,13 @@ class S3FIFOPolicy(BasePolicy):
     def victim(self) -> Hashable:
         small, main = self._small, self._main
         newcomer = self._newcomer
+        self._evicted = True
         while True:
             in_small = len(small) - (newcomer in small)
-            if in_small > 0 and (in_small >= self._small_max or len(main) <= (newcomer in main)):
+            in_main = len(main) - (newcomer in main)
+            if in_small > 0 and (in_main <= self._main_max or in_main == 0):
                 key, uses = small.popitem(last=False)
-                if key == newcomer and small:  # the newcomer waits at the back
+                if key == newcomer:  # only at the front when nothing older is left
                     small[key] = uses
                     key, uses = small.popitem(last=False)
                 if uses >= self.move_threshold:
@@ -102,7 +112,7 @@ class S3FIFOPolicy(BasePolicy):
                     continue
                 self._remember(key)
                 return key
-            if len(main) > (newcomer in main):
+            if in_main > 0:
                 key, uses = main.popitem(last=False)
                 if key == newcomer:
                     main[key] = uses
@@ -129,6 +139,7 @@ class S3FIFOPolicy(BasePolicy):
         self._main.clear()
         self._ghost.clear()
         self._newcomer = None
+        self._evicted = False
 
     # ------------------------------------------------------------ introspection
 
