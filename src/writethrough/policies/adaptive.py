@@ -52,8 +52,7 @@ class AdaptivePolicy(TinyLFUPolicy):
             return
         if self._evicted.pop(h, 0) is None:
             self._adjust(-max(1.0, len(self._refused) / (len(self._evicted) + 1)))
-        self._window[key] = None
-        self._newcomer = key
+        self._enter_window(key)
 
     def _climb(self) -> None:
         """No hill climbing: the ghosts move the window."""

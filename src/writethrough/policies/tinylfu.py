@@ -99,10 +99,25 @@ class TinyLFUPolicy(BasePolicy):
 
     def on_insert(self, key: Hashable, weight: int) -> None:
         self.sketch.increment(key)
-        self._window[key] = None
-        self._newcomer = key
+        self._enter_window(key)
         self._misses += 1
         self._climb()
+
+    def _enter_window(self, key: Hashable) -> None:
+        """The newcomer joins the window; while the cache fills up, the window's overflow
+        moves to main's probation segment without a duel (there is room for both)."""
+        window = self._window
+        window[key] = None
+        self._newcomer = key
+        if len(self) <= self.capacity - 1:
+            probation = self._probation
+            limit = max(0, int(self.window_max))
+            while len(window) > limit and window:
+                oldest = next(iter(window))
+                if oldest == key:
+                    break
+                del window[oldest]
+                probation[oldest] = None
 
     def on_update(self, key: Hashable, weight: int) -> None:
         """An overwrite is a use."""
