@@ -11,7 +11,7 @@ popularity fades (the "reset" of the paper).
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable
+from collections.abc import Hashable, Sequence
 
 __all__ = ["FrequencySketch"]
 
@@ -20,16 +20,19 @@ _HALVE = bytes(i >> 1 for i in range(256))
 _MAX_BITS = 22  # at most 4 rows of 4 Mi counters
 
 
-def _mix(key: Hashable) -> int:
-    """A 64-bit mix of ``hash(key)`` (splitmix64's finaliser): small ints spread too."""
-    h = hash(key) & _MASK64
-    h = ((h ^ (h >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
-    h = ((h ^ (h >> 27)) * 0x94D049BB133111EB) & _MASK64
-    return h ^ (h >> 31)
+_GOLDEN = 0x9E3779B97F4A7C15  # 2**64 / golden ratio, odd
+_C3 = 0xD6E8FEB86659FD93  # another odd 64-bit multiplier
 
 
 class FrequencySketch:
-    """Estimated access counts (0-15, plus 1 for the doorkeeper) of recently seen keys."""
+    """Estimated access counts (0-15, plus 1 for the doorkeeper) of recently seen keys.
+
+    Two multiplicative hashes of ``hash(key)`` (Knuth's: the high bits of the
+    64-bit product mix every input bit, so small ints spread too) give the four
+    counters, from the top three bit ranges of one product and the second range
+    of the other, and the doorkeeper's two bits. ``increment_all`` is the batch
+    form the policies use at drain time, with the arithmetic inlined.
+    """
 
     __slots__ = (
         "_additions",
@@ -38,6 +41,7 @@ class FrequencySketch:
         "_door_bits",
         "_door_mask",
         "_mask",
+        "_shifts",
         "_table",
         "_width",
         "sample",
@@ -48,6 +52,7 @@ class FrequencySketch:
         self._bits = bits
         self._width = 1 << bits
         self._mask = self._width - 1
+        self._shifts = (64 - bits, 64 - 2 * bits, max(0, 64 - 3 * bits))
         self._table = bytearray(4 * self._width)
         self._additions = 0
         #: increments between two halvings: ten per cached entry, as in the paper
@@ -56,62 +61,68 @@ class FrequencySketch:
         self._door_mask = (1 << self._door_bits) - 1
         self._door = bytearray(1 << (self._door_bits - 3))
 
-    def _slots(self, h: int) -> tuple[int, int, int, int]:
-        """The four counters of a mixed hash, one per row."""
-        mask, width = self._mask, self._width
-        if self._bits <= 16:
-            return (
-                h & mask,
-                width + ((h >> 16) & mask),
-                2 * width + ((h >> 32) & mask),
-                3 * width + ((h >> 48) & mask),
-            )
-        g = (h * 0x9E3779B97F4A7C15) & _MASK64
-        return (
-            h & mask,
-            width + ((h >> 32) & mask),
-            2 * width + (g & mask),
-            3 * width + ((g >> 40) & mask),
-        )
-
-    def _door_slots(self, h: int) -> tuple[int, int]:
-        """The doorkeeper's two bits of a mixed hash."""
-        g = (h * 0x9E3779B97F4A7C15) & _MASK64
-        return g >> (64 - self._door_bits), (g >> 3) & self._door_mask
-
     def increment(self, key: Hashable) -> None:
         """One access of ``key``: its first in a period only enters the doorkeeper."""
-        h = _mix(key)
-        door = self._door
-        a, b = self._door_slots(h)
-        bit_a, bit_b = 1 << (a & 7), 1 << (b & 7)
-        if not (door[a >> 3] & bit_a and door[b >> 3] & bit_b):
-            door[a >> 3] |= bit_a
-            door[b >> 3] |= bit_b
-        else:
-            table = self._table
-            for i in self._slots(h):
-                if table[i] < 15:
-                    table[i] += 1
-        self._additions += 1
-        if self._additions >= self.sample:
-            self.halve()
+        self.increment_all((key,))
 
-    def increment_all(self, keys: Iterable[Hashable]) -> None:
-        for key in keys:
-            self.increment(key)
+    def increment_all(self, keys: Sequence[Hashable]) -> None:
+        """One access of each key, in order (halving when a period ends)."""
+        start, n = 0, len(keys)
+        while start < n:
+            room = self.sample - self._additions
+            stop = min(n, start + max(1, room))
+            self._add(keys, start, stop)
+            self._additions += stop - start
+            if self._additions >= self.sample:
+                self.halve()
+            start = stop
+
+    def _add(self, keys: Sequence[Hashable], start: int, stop: int) -> None:
+        table, door = self._table, self._door
+        m64, mask, door_mask = _MASK64, self._mask, self._door_mask
+        w1, w2, w3 = self._width, 2 * self._width, 3 * self._width
+        s0, s1, s2 = self._shifts
+        door_high = 64 - self._door_bits
+        for i in range(start, stop):
+            h = hash(keys[i])
+            x = (h * _GOLDEN) & m64
+            y = (h * _C3) & m64
+            a = y >> door_high
+            b = x & door_mask
+            bit_a = 1 << (a & 7)
+            bit_b = 1 << (b & 7)
+            a >>= 3
+            b >>= 3
+            if door[a] & bit_a and door[b] & bit_b:
+                for j in (
+                    x >> s0,
+                    w1 + ((x >> s1) & mask),
+                    w2 + ((x >> s2) & mask),
+                    w3 + ((y >> s1) & mask),
+                ):
+                    if table[j] < 15:
+                        table[j] += 1
+            else:
+                door[a] |= bit_a
+                door[b] |= bit_b
 
     def frequency(self, key: Hashable) -> int:
         """The estimate: the least of the key's four counters, plus its doorkeeper bit."""
-        h = _mix(key)
-        table = self._table
-        a, b, c, d = self._slots(h)
-        return self._at_door(h) + min(table[a], table[b], table[c], table[d])
-
-    def _at_door(self, h: int) -> bool:
+        h = hash(key)
+        x = (h * _GOLDEN) & _MASK64
+        y = (h * _C3) & _MASK64
+        table, mask, width = self._table, self._mask, self._width
+        s0, s1, s2 = self._shifts
+        count = min(
+            table[x >> s0],
+            table[width + ((x >> s1) & mask)],
+            table[2 * width + ((x >> s2) & mask)],
+            table[3 * width + ((y >> s1) & mask)],
+        )
+        a = y >> (64 - self._door_bits)
+        b = x & self._door_mask
         door = self._door
-        a, b = self._door_slots(h)
-        return bool(door[a >> 3] & (1 << (a & 7)) and door[b >> 3] & (1 << (b & 7)))
+        return count + bool(door[a >> 3] & (1 << (a & 7)) and door[b >> 3] & (1 << (b & 7)))
 
     def halve(self) -> None:
         """Age every count: halve the counters, empty the doorkeeper."""

@@ -71,10 +71,9 @@ class TinyLFUPolicy(BasePolicy):
     # ------------------------------------------------------------ feedback
 
     def record_hits(self, keys: Sequence[Hashable]) -> None:
-        increment = self.sketch.increment
+        self.sketch.increment_all(keys)
         window, probation, protected = self._window, self._probation, self._protected
         for key in keys:
-            increment(key)
             if key in window:
                 window.move_to_end(key)
             elif key in protected:
