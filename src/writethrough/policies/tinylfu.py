@@ -108,7 +108,7 @@ class TinyLFUPolicy(BasePolicy):
         window = self._window
         window[key] = None
         self._newcomer = key
-        if len(self) <= self.capacity - 1:
+        if len(self) <= self.capacity:  # no victim() follows: the cache has room
             probation = self._probation
             limit = max(0, int(self.window_max))
             while len(window) > limit and window:
