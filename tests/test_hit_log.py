@@ -72,7 +72,7 @@ def test_a_policy_failing_on_hits_does_not_stop_the_maintenance_of_others() -> N
 
 
 def test_lru_learns_recency_from_hits_drained_by_the_maintenance_thread() -> None:
-    cache = wt.WriteThroughCache(wt.MemoryStore(), capacity=3)
+    cache = wt.WriteThroughCache(wt.MemoryStore(), capacity=3, policy="lru")
     for key in ("a", "b", "c"):
         cache.put(key, key)
     for _ in range(_core.DRAIN_AT):

@@ -62,9 +62,8 @@ def test_lru_evicts_the_least_recently_used() -> None:
     assert _held(cache, "abcde") == {"c", "d", "e"}
 
 
-def test_lru_is_the_default_and_overwrite_counts_as_use() -> None:
-    cache = wt.WriteThroughCache(wt.MemoryStore(), capacity=3)
-    assert cache.policy.name == "lru"
+def test_lru_overwrite_counts_as_use() -> None:
+    cache = wt.WriteThroughCache(wt.MemoryStore(), capacity=3, policy="lru")
     for k in "abc":
         cache.put(k, k)
     cache.put("a", "A")

@@ -5,17 +5,25 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ..errors import ConfigError
+from .adaptive import AdaptivePolicy
 from .base import BasePolicy, Policy
 from .fifo import FIFOPolicy
 from .lru import LRUPolicy
+from .s3fifo import S3FIFOPolicy
+from .sieve import SievePolicy
+from .tinylfu import TinyLFUPolicy
 
 __all__ = [
     "DEFAULT_POLICY",
     "POLICIES",
+    "AdaptivePolicy",
     "BasePolicy",
     "FIFOPolicy",
     "LRUPolicy",
     "Policy",
+    "S3FIFOPolicy",
+    "SievePolicy",
+    "TinyLFUPolicy",
     "make_policy",
 ]
 
@@ -23,9 +31,14 @@ __all__ = [
 POLICIES: dict[str, Callable[[], Policy]] = {
     "fifo": FIFOPolicy,
     "lru": LRUPolicy,
+    "sieve": SievePolicy,
+    "s3fifo": S3FIFOPolicy,
+    "tinylfu": TinyLFUPolicy,
+    "adaptive": AdaptivePolicy,
 }
 
-DEFAULT_POLICY = "lru"
+#: The measured best (benchmarks/RESULTS.md, "Eviction policies against OPT").
+DEFAULT_POLICY = "adaptive"
 
 
 def make_policy(policy: str | Policy | None) -> Policy:
