@@ -158,12 +158,20 @@ def _unzstd(path: Path, f: Any) -> bytes:
             f"trace {path} is zstd-compressed: reading it needs the zstandard module "
             "(pip install zstandard), or decompress it first (zstd -d)"
         ) from None
+    # Frame by frame with a check that each one ended: a stream reader returns what it
+    # could decode of a truncated or corrupt frame (even nothing) without an error.
+    rest: bytes = f.read()
+    parts: list[bytes] = []
     try:
-        with zstandard.ZstdDecompressor().stream_reader(f) as reader:
-            data: bytes = reader.read()
-        return data
+        while rest:
+            frame = zstandard.ZstdDecompressor().decompressobj()
+            parts.append(frame.decompress(rest))
+            if not frame.eof:
+                raise ConfigError(f"cannot read trace {path}: corrupt zstd data (truncated frame)")
+            rest = frame.unused_data
     except zstandard.ZstdError as exc:
         raise ConfigError(f"cannot read trace {path}: corrupt zstd data ({exc})") from exc
+    return b"".join(parts)
 
 
 def _oracle_ids(path: Path, data: bytes) -> tuple[array[int], list[int]]:
