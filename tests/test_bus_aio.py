@@ -44,10 +44,13 @@ async def _until_value(cache: wt.AsyncWriteThroughCache, key: str, want: object)
 def test_async_cache_follows_a_peer_and_publishes_its_own_writes(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/s.db"
     channel = unique_name("aio").replace("_", "-")
-    peer = Peer(url, bus=REDIS_URL, channel=channel)
+    # heartbeats of 0.5 s: a bus thread starved on a loaded machine would flush
+    peer = Peer(url, bus=REDIS_URL, channel=channel, bus_heartbeat=0.5)
 
     async def main() -> None:
-        async with await wt.open_async(url, bus=REDIS_URL, channel=channel) as cache:
+        async with await wt.open_async(
+            url, bus=REDIS_URL, channel=channel, bus_heartbeat=0.5
+        ) as cache:
             peer("put", "k", 1)
             await _until_received(cache, 1)  # so the read below is not dropped by it
             assert await cache.get("k") == 1 and cache.stats().cache_hits == 0

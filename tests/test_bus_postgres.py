@@ -33,7 +33,8 @@ def _sql(statement: str, *args: object) -> None:
 
 
 def test_postgres_store_notifies_in_its_own_transaction(table: str) -> None:
-    with two_peers(f"{PG_URL}?table={table}", bus=PG_URL) as (a, b):
+    # heartbeats of 0.5 s: a bus thread starved on a loaded machine would flush
+    with two_peers(f"{PG_URL}?table={table}", bus=PG_URL, bus_heartbeat=0.5) as (a, b):
         prime(a, b, "k", 1)
         a("put", "k", 2)
         assert b("wait_for", "k", 2, 5.0) is not None
@@ -67,7 +68,9 @@ def test_sqlite_store_with_postgres_bus_large_batch_flushes(tmp_path: Path) -> N
 
 def test_trigger_makes_plain_sql_writes_notify(table: str) -> None:
     store = f"{PG_URL}?table={table}"
-    b = Peer(store, bus=PG_URL)
+    # a long heartbeat: this test is about the trigger, and on a loaded machine a
+    # starved bus thread may count as cut off (a flush) within a short one
+    b = Peer(store, bus=PG_URL, bus_heartbeat=1.0)
     try:
         b("put", "k", 1)
         b("put", "other", 1)

@@ -51,7 +51,11 @@ def bus_url(request: pytest.FixtureRequest) -> str:
 def pair(tmp_path: Path, bus_url: str) -> Iterator[tuple[Peer, Peer]]:
     """Two processes, A and B, each with a cache over one SQLite file and the bus."""
     channel = unique_name("t").replace("_", "-")
-    with two_peers(f"sqlite:///{tmp_path}/shared.db", bus=bus_url, channel=channel) as peers:
+    # heartbeats of 0.5 s: on a loaded machine a bus thread starved for a short interval
+    # counts as cut off and flushes (safe, but these tests count flushes)
+    with two_peers(
+        f"sqlite:///{tmp_path}/shared.db", bus=bus_url, channel=channel, bus_heartbeat=0.5
+    ) as peers:
         yield peers
 
 
