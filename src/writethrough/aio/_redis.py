@@ -19,7 +19,8 @@ from redis.backoff import NoBackoff
 from redis.exceptions import AuthenticationError, BusyLoadingError, OutOfMemoryError
 
 from ..errors import BatchError
-from ..stores.redis import _ERRORS, RedisStore, _key_of
+from ..stores.base import batch_item_key as _key_of
+from ..stores.redis import _ERRORS, RedisStore
 from .stores import AsyncStoreBase
 
 __all__ = ["AsyncRedisStore"]

@@ -17,7 +17,7 @@ from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
 
 from ..errors import BatchError, CacheClosed
 
-__all__ = ["BytesStore", "Store", "run_batch_remove", "run_batch_store"]
+__all__ = ["BytesStore", "Store", "batch_item_key", "run_batch_remove", "run_batch_store"]
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -146,3 +146,13 @@ class BytesStore:
 
 
 _S = TypeVar("_S", bound=BytesStore)
+
+
+def batch_item_key(item: Any) -> Any:
+    """The key of a batch item, for error reports (even a malformed item gets an entry)."""
+    try:
+        key = item[0]
+        hash(key)
+    except Exception:
+        return repr(item)
+    return key

@@ -44,6 +44,7 @@ from ..errors import (
     WriteThroughError,
 )
 from .base import BytesStore
+from .base import batch_item_key as _key_of
 
 __all__ = ["PostgresStore", "from_url"]
 
@@ -707,16 +708,6 @@ def _shape_problem(conn: psycopg.Connection[Any], oid: int, kind: str) -> str | 
     if not row or not row[0]:
         return "column 'key' is not its primary key"
     return None
-
-
-def _key_of(item: Any) -> Any:
-    """The key of a batch item, for error reports (even a malformed item gets an entry)."""
-    try:
-        key = item[0]
-        hash(key)
-    except Exception:
-        return repr(item)
-    return key
 
 
 _LIVE_STORES: weakref.WeakSet[PostgresStore] = weakref.WeakSet()

@@ -42,6 +42,7 @@ from ..errors import (
 )
 from ..url import URL, parse_url
 from .base import BytesStore
+from .base import batch_item_key as _key_of
 
 __all__ = ["DEFAULT_URL", "RedisStore", "from_url"]
 
@@ -467,16 +468,6 @@ def _getter(pool: redis.BlockingConnectionPool) -> Callable[[], Any]:
         get: Callable[[], Any] = pool.get_connection
         return get
     return functools.partial(pool.get_connection, "GET")  # pragma: no cover - old redis-py
-
-
-def _key_of(item: Any) -> Any:
-    """The key of a batch item, for error reports (even a malformed item gets an entry)."""
-    try:
-        key = item[0]
-        hash(key)
-    except Exception:
-        return repr(item)
-    return key
 
 
 # -- settings

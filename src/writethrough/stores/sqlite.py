@@ -29,6 +29,7 @@ from ..errors import (
     WriteThroughError,
 )
 from .base import BytesStore
+from .base import batch_item_key as _key_of
 
 __all__ = ["SQLiteStore"]
 
@@ -428,16 +429,6 @@ def _resolve_path(path: str | os.PathLike[str]) -> str:
     if os.path.isdir(full):
         raise ConfigError(f"SQLite path {full!r} is a directory, not a database file")
     return os.path.realpath(full)
-
-
-def _key_of(item: Any) -> Any:
-    """The key of a batch item, for error reports (even a malformed item gets an entry)."""
-    try:
-        key = item[0]
-        hash(key)
-    except Exception:
-        return repr(item)
-    return key
 
 
 _LIVE_STORES: weakref.WeakSet[SQLiteStore] = weakref.WeakSet()
