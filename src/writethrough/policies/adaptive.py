@@ -1,4 +1,4 @@
-"""The default policy: W-TinyLFU whose window is sized by ghost hits, ARC's way.
+"""The default policy: W-TinyLFU whose window is sized by ghost hits, after ARC.
 
 W-TinyLFU (``tinylfu.py``) is strong where frequency matters and weak in two
 places, both because its window adapts slowly (one hill-climbing step per ten
