@@ -1,4 +1,4 @@
-"""The default policy: W-TinyLFU whose window is sized by ghost hits, ARC's way.
+"""The default policy: W-TinyLFU whose window is sized by ghost hits, after ARC.
 
 W-TinyLFU (``tinylfu.py``) is strong where frequency matters and weak in two
 places, both because its window adapts slowly (one hill-climbing step per ten
@@ -7,19 +7,28 @@ soon after its first but after it left a small window, and loops longer than
 the sketch's memory, where every candidate looks fresher than main's victim.
 This policy changes three things:
 
-* **Two ghosts size the window** (ARC, Megiddo & Modha, FAST'03): hashes of
-  candidates refused admission (with the window, at most a cache's worth, as
-  ARC bounds T1 + B1), and of keys evicted from main (a cache's worth). A
-  request for a refused key says the window was too small to catch its reuse:
-  the window grows. A request for a key main evicted says main was too small:
-  the window shrinks. Each step is ARC's, the ratio of the two ghosts' sizes
-  (at least one entry). Only *near* ghost hits count: the key must have been
-  remembered no more than the segment's own size ago (in refusals for the
-  window, in evictions for main), so that a segment twice as large would have
-  held it. A far hit is the mark of a loop longer than the cache, which no
-  window size serves; ARC, which counts those, loses every loop.
+* **Two ghosts size the window** (after ARC, Megiddo & Modha, FAST'03):
+  hashes of candidates refused admission (with the window, at most a cache's
+  worth, as ARC bounds T1 + B1), and of keys evicted from main (a cache's
+  worth). A request for a refused key says a larger window would have caught
+  its reuse; a request for a key main evicted says a larger main would have.
+  The two are weighed over the same increment: a return counts only if a
+  segment larger by ``delta`` entries would have held it (remembered at most
+  ``delta`` refusals, or main evictions, ago), ``delta`` being the smaller
+  segment's size, and each such return moves the window one entry its way.
+  The same increment on both sides matters: measuring each ghost against its
+  own segment's size (a window twice as large against a main twice as
+  large) favours the larger segment, so a small window could only shrink and
+  stayed at nothing on database and web traces where recency pays (arc_oltp
+  at 10 %: 61.2 % against LRU's 66.5 %). A *far* return is the mark of a loop
+  longer than the cache, which no window size serves; ARC, which counts
+  those, loses every loop. ARC's step, the ratio of the two ghosts' sizes,
+  is not used either: with the refused ghost bounded by main's size it makes
+  a large window's growth steps large and its shrinking steps one entry, so a
+  window that once grows large stays there (lirs_sprite at 1 %: 16.6 % hits
+  against 23.2 % with one-entry steps).
 * **A refused key that comes back soon is admitted** to main's probation
-  segment (S3-FIFO's ghost rule, for the near hits only): its reuse is proven.
+  segment (S3-FIFO's ghost rule, for the near returns only): its reuse is proven.
   Admitting far returns too would let a loop longer than the cache replace
   main's keys one by one (measured: a 1,000-key loop with room for 700 kept 20 %
   of OPT's hits that way, 99 % without).
@@ -52,27 +61,29 @@ class AdaptivePolicy(TinyLFUPolicy):
         self._refusals = 0
         self._evictions = 0
 
+    @property
+    def _delta(self) -> float:
+        """The increment both ghosts are weighed over: the smaller segment's size."""
+        return max(1.0, min(self.window_max, self.capacity - self.window_max))
+
     def on_insert(self, key: Hashable, weight: int) -> None:
         h = hash(key)
         self.sketch.increment(key)
-        refused, evicted = self._refused, self._evicted
-        seq = refused.pop(h, None)
-        if seq is not None and self._refusals - seq <= max(1.0, self.window_max):
+        delta = self._delta
+        seq = self._refused.pop(h, None)
+        if seq is not None and self._refusals - seq <= delta:
             # back soon after its refusal: a larger window would have kept it
-            self._adjust(max(1.0, len(evicted) / (len(refused) + 1)))
+            self.resize_window(self.window_max + 1.0)
             self._probation[key] = None  # and its reuse is proven: admitted
             self._newcomer = None
             return
-        seq = evicted.pop(h, None)
-        if seq is not None and self._evictions - seq <= max(1.0, self.capacity - self.window_max):
-            self._adjust(-max(1.0, len(refused) / (len(evicted) + 1)))
+        seq = self._evicted.pop(h, None)
+        if seq is not None and self._evictions - seq <= delta:
+            self.resize_window(self.window_max - 1.0)  # a larger main would have kept it
         self._enter_window(key)
 
     def _climb(self) -> None:
         """No hill climbing: the ghosts move the window."""
-
-    def _adjust(self, amount: float) -> None:
-        self.resize_window(self.window_max + amount)
 
     def admit(self, candidate: Hashable, victim: Hashable) -> bool:
         """A second access, and more accesses than the victim, within the sketch's memory."""
