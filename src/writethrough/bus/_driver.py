@@ -13,6 +13,7 @@ The hit path is untouched: it never takes a lock and never sees the bus.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import queue
 import threading
@@ -200,9 +201,7 @@ class Coherence:
         later writes join them) until the message goes through. True once sent
         (or dropped by the test hook).
         """
-        keys: dict[bytes, None] = {}
-        for batch in batches:
-            keys.update(dict.fromkeys(batch))
+        keys = dict.fromkeys(itertools.chain.from_iterable(batches))  # in order, once each
         first = self._seq + 1
         last = self._seq + len(batches)
         kind = KEYS if fits(keys, self.transport.max_payload) else FLUSH

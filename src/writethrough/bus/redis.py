@@ -35,7 +35,7 @@ from .base import (
 __all__ = ["RedisBus"]
 
 _ERRORS = (redis.RedisError, OSError)
-_MAX_UNREAD = 256  # past this many unread replies, publish waits for them
+_MAX_UNREAD = 256  # at this many unread replies, publish reads them
 _READ_SIZE = 1 << 16
 _INVALIDATE = b"__redis__:invalidate"
 _TRUE = ("1", "true", "yes", "on")
@@ -72,6 +72,8 @@ class RedisBus(ConnectionPair):
         self._publisher: redis.Redis | None = None
         self._connection: Any = None  # the publisher's one connection
         self._unread = 0  # PUBLISH replies not read yet
+        name = channel.encode()
+        self._publish_head = b"*3\r\n$7\r\nPUBLISH\r\n$%d\r\n%s\r\n" % (len(name), name)
         self._connection_sub: Any = None  # the listener's one connection
         self._listener: redis.Redis | None = None
         self._raw: tuple[Any, Any] | None = None  # (socket, hiredis reader) of the listener
@@ -111,10 +113,17 @@ class RedisBus(ConnectionPair):
                 self._publisher = self._client()
                 conn = self._connection = self._publisher.connection_pool.get_connection()
             unread = self._unread
-            while unread and (unread > _MAX_UNREAD or conn.can_read(timeout=0)):
-                conn.read_response()
-                unread -= 1
-            conn.send_command("PUBLISH", self.channel, payload)
+            if unread >= _MAX_UNREAD:
+                # read the replies in bulk, long since there: polling the socket for
+                # them on every publish cost a system call (and a GIL hand-off) each
+                for _ in range(unread):
+                    conn.read_response()
+                unread = 0
+            # packed here (redis-py's general packing cost twice the whole send)
+            head = self._publish_head
+            conn.send_packed_command(
+                [b"%s$%d\r\n%s\r\n" % (head, len(payload), payload)], check_health=False
+            )
             self._unread = unread + 1
         except _ERRORS as exc:
             self._connection = None
