@@ -55,8 +55,9 @@ class Coherence:
     ``linger``: a message that follows the previous one within this many seconds
     waits out the rest of it, so a fast writer sends one message per few writes
     (at most this much later) instead of one per write; ``busy_linger`` replaces
-    it while writes come faster than ``_BUSY_RATE`` a second (a writer in a tight
-    loop, where each message is what costs, not the wait).
+    it once writes come faster than ``_BUSY_RATE`` a second, until they drop under
+    ``_CALM_RATE`` (a writer in a tight loop, where each message is what costs,
+    not the wait).
     ``transactional``: the store publishes each write itself, inside its own
     transaction (PostgreSQL store + PostgreSQL bus), so ``publish`` is not used.
     """
