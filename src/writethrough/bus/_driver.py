@@ -13,6 +13,7 @@ The hit path is untouched: it never takes a lock and never sees the bus.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import queue
 import threading
@@ -41,6 +42,7 @@ _STOP: Any = object()
 _MAX_BACKOFF = 0.5
 _COALESCE = 256  # writes one message may carry at most
 _BUSY_RATE = 5000  # writes per second from which the writer counts as busy (busy_linger)
+_CALM_RATE = 2500  # writes per second under which a busy writer no longer is
 
 
 class Coherence:
@@ -53,8 +55,9 @@ class Coherence:
     ``linger``: a message that follows the previous one within this many seconds
     waits out the rest of it, so a fast writer sends one message per few writes
     (at most this much later) instead of one per write; ``busy_linger`` replaces
-    it while writes come faster than ``_BUSY_RATE`` a second (a writer in a tight
-    loop, where each message is what costs, not the wait).
+    it once writes come faster than ``_BUSY_RATE`` a second, until they drop under
+    ``_CALM_RATE`` (a writer in a tight loop, where each message is what costs,
+    not the wait).
     ``transactional``: the store publishes each write itself, inside its own
     transaction (PostgreSQL store + PostgreSQL bus), so ``publish`` is not used.
     """
@@ -185,10 +188,31 @@ class Coherence:
                 pending.append(item)
             if self._send_writes(pending, giving_up=stopping or self._stopping.is_set()):
                 now = time.monotonic()
-                busy = len(pending) >= _BUSY_RATE * (now - last_sent)  # writes per second
+                # writes per second; once busy, it takes half the rate to calm down:
+                # a single threshold flipped on a loaded machine (the longer linger
+                # fits a few more writes in a message, the shorter only one, and the
+                # extra messages slowed the writer back under the threshold)
+                rate = len(pending) / max(now - last_sent, 1e-9)
+                busy = rate >= (_CALM_RATE if linger == self.busy_linger else _BUSY_RATE)
                 linger = self.busy_linger if busy else self.linger
                 pending = []
                 last_sent = now
+                if busy and not stopping:
+                    # the writer keeps writing: gather its next writes asleep rather
+                    # than be woken by its next put only to sleep out the linger
+                    # (measured: fewer thread switches per message, SQLite puts
+                    # 1.43-1.71x -> 1.32-1.39x with a bus)
+                    time.sleep(linger)
+                    try:
+                        item = self._queue.get_nowait()
+                    except queue.Empty:
+                        pass
+                    else:
+                        if item is _STOP:
+                            stopping = True
+                        else:
+                            pending.append(item)
+                            continue
             if stopping:
                 self._send_heartbeat()
                 return
@@ -200,9 +224,7 @@ class Coherence:
         later writes join them) until the message goes through. True once sent
         (or dropped by the test hook).
         """
-        keys: dict[bytes, None] = {}
-        for batch in batches:
-            keys.update(dict.fromkeys(batch))
+        keys = dict.fromkeys(itertools.chain.from_iterable(batches))  # in order, once each
         first = self._seq + 1
         last = self._seq + len(batches)
         kind = KEYS if fits(keys, self.transport.max_payload) else FLUSH

@@ -103,7 +103,7 @@ def encode_message(message: Message) -> bytes:
     head = f"{_MAGIC} {message.origin} {message.first} {message.last} {message.kind}"
     if not message.keys:
         return head.encode("ascii")
-    return (head + " " + ",".join(key.hex() for key in message.keys)).encode("ascii")
+    return (head + " " + ",".join(map(bytes.hex, message.keys))).encode("ascii")
 
 
 def decode_message(payload: bytes | str) -> Message | None:
@@ -123,7 +123,8 @@ def decode_message(payload: bytes | str) -> Message | None:
 
 def message_size(keys: Iterable[bytes]) -> int:
     """Bytes the keys take in a message (hex plus separators), for payload limits."""
-    return sum(2 * len(key) + 1 for key in keys)
+    keys = keys if isinstance(keys, list | tuple | dict) else list(keys)
+    return 2 * sum(map(len, keys)) + len(keys)
 
 
 #: the fixed part of a message: magic, origin, two 20-digit numbers, kind, spaces

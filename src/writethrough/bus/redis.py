@@ -11,10 +11,13 @@ connection, which the driver watches anyway.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import time
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
+import hiredis
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
@@ -25,7 +28,6 @@ from .base import (
     BusUnavailable,
     ConnectionPair,
     Message,
-    close_quietly,
     encode_message,
     mask_password,
 )
@@ -33,7 +35,8 @@ from .base import (
 __all__ = ["RedisBus"]
 
 _ERRORS = (redis.RedisError, OSError)
-_MAX_UNREAD = 256  # past this many unread replies, publish waits for them
+_MAX_UNREAD = 256  # at this many unread replies, publish reads them
+_READ_SIZE = 1 << 16
 _INVALIDATE = b"__redis__:invalidate"
 _TRUE = ("1", "true", "yes", "on")
 
@@ -69,15 +72,20 @@ class RedisBus(ConnectionPair):
         self._publisher: redis.Redis | None = None
         self._connection: Any = None  # the publisher's one connection
         self._unread = 0  # PUBLISH replies not read yet
-        self._pubsub: Any = None
+        name = channel.encode()
+        self._publish_head = b"*3\r\n$7\r\nPUBLISH\r\n$%d\r\n%s\r\n" % (len(name), name)
+        self._connection_sub: Any = None  # the listener's one connection
         self._listener: redis.Redis | None = None
+        self._raw: tuple[Any, Any] | None = None  # (socket, hiredis reader) of the listener
+        self._timeout: float | None = None  # the listener socket's timeout now
 
     def _client(self, role: str = "pub") -> redis.Redis:
         name = f"{self.client_name}-{role}"
         options = dict(self._options)
-        if role == "sub" and self.tracking_prefix is not None:
-            # RESP2: invalidations then arrive as messages on __redis__:invalidate
-            # (on RESP3, redis-py consumes invalidation pushes itself)
+        if role == "sub":
+            # RESP2: messages (and invalidations, on __redis__:invalidate) arrive as
+            # plain replies, which ``receive`` parses itself (on RESP3, redis-py
+            # consumes invalidation pushes itself)
             options["protocol"] = 2
         return redis.Redis.from_url(self.url, client_name=name, **options)
 
@@ -105,10 +113,17 @@ class RedisBus(ConnectionPair):
                 self._publisher = self._client()
                 conn = self._connection = self._publisher.connection_pool.get_connection()
             unread = self._unread
-            while unread and (unread > _MAX_UNREAD or conn.can_read(timeout=0)):
-                conn.read_response()
-                unread -= 1
-            conn.send_command("PUBLISH", self.channel, payload)
+            if unread >= _MAX_UNREAD:
+                # read the replies in bulk, long since there: polling the socket for
+                # them on every publish cost a system call (and a GIL hand-off) each
+                for _ in range(unread):
+                    conn.read_response()
+                unread = 0
+            # packed here (redis-py's general packing cost twice the whole send)
+            head = self._publish_head
+            conn.send_packed_command(
+                [b"%s$%d\r\n%s\r\n" % (head, len(payload), payload)], check_health=False
+            )
             self._unread = unread + 1
         except _ERRORS as exc:
             self._connection = None
@@ -133,13 +148,11 @@ class RedisBus(ConnectionPair):
         self.unsubscribe()
         try:
             self._listener = listener = self._client("sub")
-            pubsub = listener.pubsub()
-            self._pubsub = pubsub
+            conn: Any = listener.connection_pool.get_connection()
+            self._connection_sub = conn
             channels = [self.channel]
             if self.tracking_prefix is not None:
                 # tracking goes on the listening connection itself, before it subscribes
-                conn: Any = listener.connection_pool.get_connection()
-                pubsub.connection = conn
                 conn.send_command("CLIENT", "ID")
                 own_id = conn.read_response()
                 conn.send_command(
@@ -154,39 +167,74 @@ class RedisBus(ConnectionPair):
                 )
                 conn.read_response()
                 channels.append(_INVALIDATE.decode())
-            pubsub.subscribe(*channels)
+            conn.send_command("SUBSCRIBE", *channels)
+            # from here on the connection is read directly (see ``receive``): redis-py
+            # has read every reply it asked for, so nothing sits in its parser
+            self._raw = (conn._sock, hiredis.Reader())
             # wait for the confirmations: from then on nothing published is missed
             confirmed = 0
-            for _ in range(50):
-                reply = pubsub.get_message(timeout=0.1)
-                if reply is not None and reply.get("type") == "subscribe":
-                    confirmed += 1
-                    if confirmed == len(channels):
-                        return
-        except _ERRORS as exc:
+            deadline = time.monotonic() + 5.0
+            while time.monotonic() < deadline:
+                for reply in self._replies(0.1):
+                    if isinstance(reply, list) and reply and reply[0] == b"subscribe":
+                        confirmed += 1
+                if confirmed == len(channels):
+                    return
+        except (*_ERRORS, BusUnavailable) as exc:
             self.unsubscribe()
             raise BusUnavailable(f"{self.name}: subscribe failed: {exc}") from exc
         self.unsubscribe()
         raise BusUnavailable(f"{self.name}: no subscription confirmation within 5 s")
 
-    def receive(self, timeout: float) -> list[bytes]:
-        pubsub = self._pubsub
-        if pubsub is None:
+    def _replies(self, timeout: float) -> list[Any]:
+        """The replies on the listening connection: those already read, else what one
+        ``recv`` (waiting up to ``timeout`` seconds) brings; maybe none."""
+        raw = self._raw
+        if raw is None:
             raise BusUnavailable(f"{self.name}: not subscribed")
-        out: list[bytes] = []
+        sock, reader = raw
         try:
-            reply = pubsub.get_message(timeout=timeout)
-            while reply is not None:
-                if reply.get("type") == "message":
-                    if reply.get("channel") == _INVALIDATE:
-                        message = self._invalidated(reply["data"])
-                        if message is not None:
-                            out.append(message)
-                    else:
-                        out.append(reply["data"])
-                reply = pubsub.get_message(timeout=0.0)
-        except _ERRORS as exc:
+            reply = reader.gets()
+            if reply is False:
+                if self._timeout != timeout:
+                    sock.settimeout(timeout)
+                    self._timeout = timeout
+                try:
+                    data = sock.recv(_READ_SIZE)
+                except TimeoutError:
+                    return []
+                if not data:
+                    raise BusUnavailable(f"{self.name}: connection closed by the server")
+                reader.feed(data)
+                reply = reader.gets()
+            replies = []
+            while reply is not False:
+                if isinstance(reply, Exception):
+                    raise BusUnavailable(f"{self.name}: error reply on the listener: {reply}")
+                replies.append(reply)
+                reply = reader.gets()
+        except (*_ERRORS, hiredis.ProtocolError) as exc:
             raise BusUnavailable(f"{self.name}: connection lost: {exc}") from exc
+        return replies
+
+    def receive(self, timeout: float) -> list[bytes]:
+        """Messages within ``timeout`` seconds, read straight from the socket.
+
+        Every message a cache publishes comes back to it (its liveness probe), so a
+        writing process receives one per message it sends: redis-py's
+        ``PubSub.get_message`` (a poll, then per reply a readiness check, a
+        dict) cost the writer's process tens of microseconds of GIL per message;
+        this is one ``recv`` and hiredis's C parser.
+        """
+        out: list[bytes] = []
+        for reply in self._replies(timeout):
+            if isinstance(reply, list) and len(reply) == 3 and reply[0] == b"message":
+                if reply[1] == _INVALIDATE:
+                    message = self._invalidated(reply[2])
+                    if message is not None:
+                        out.append(message)
+                else:
+                    out.append(reply[2])
         return out
 
     def _invalidated(self, keys: Any) -> bytes | None:
@@ -199,8 +247,12 @@ class RedisBus(ConnectionPair):
         return encode_message(Message("redis", 0, 0, TRANSACTIONAL, found)) if found else None
 
     def unsubscribe(self) -> None:
-        pubsub, self._pubsub = self._pubsub, None
-        close_quietly(pubsub)
+        self._raw = None
+        self._timeout = None
+        conn, self._connection_sub = self._connection_sub, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.disconnect()
         super().unsubscribe()
 
     def close(self) -> None:
