@@ -69,6 +69,10 @@ def build(tmp: str, keys: list[str], values: list[bytes]) -> dict[str, Any]:
     put_cache = wt.WriteThroughCache(SQLiteStore(os.path.join(tmp, "cache.db")))
     # a second cache over the same file, capacity 1: every get in a key cycle misses
     miss_cache = wt.WriteThroughCache(SQLiteStore(os.path.join(tmp, "cache.db")), capacity=1)
+    # the same with the LRU policy (info: what the default policy's install costs a miss)
+    miss_lru = wt.WriteThroughCache(
+        SQLiteStore(os.path.join(tmp, "cache.db")), capacity=1, policy="lru"
+    )
     for lo in range(0, len(keys), 1000):
         put_cache.put_many(dict(zip(keys[lo : lo + 1000], values[lo : lo + 1000], strict=True)))
     put_cache.evict_all()
@@ -82,6 +86,7 @@ def build(tmp: str, keys: list[str], values: list[bytes]) -> dict[str, Any]:
     return {
         "put_cache": put_cache,
         "miss_cache": miss_cache,
+        "miss_lru": miss_lru,
         "conn": conn,
         "packb": packb,
         "unpackb": unpackb,
@@ -99,6 +104,7 @@ def make_ops(
     packb, unpackb = parts["packb"], parts["unpackb"]
     cache_put = parts["put_cache"].put
     cache_get = parts["miss_cache"].get
+    lru_get = parts["miss_lru"].get
 
     def wt_put(put_values: list[bytes]) -> int:
         t0 = ns()
@@ -127,6 +133,12 @@ def make_ops(
             cache_get(k)
         return ns() - t0
 
+    def wt_get_lru(_values: list[bytes]) -> int:
+        t0 = ns()
+        for k in get_keys:
+            lru_get(k)
+        return ns() - t0
+
     def raw_get(_values: list[bytes]) -> int:
         t0 = ns()
         for k in get_keys:
@@ -151,6 +163,7 @@ def make_ops(
         },
         "get-miss": {
             "writethrough cache.get (miss)": wt_get,
+            "writethrough cache.get (miss), policy lru (info)": wt_get_lru,
             "raw SELECT + msgpack": raw_get,
             "raw SELECT, pre-encoded (info)": raw_get_bare,
         },
@@ -200,6 +213,7 @@ def measure(rounds: int, n_puts: int, n_gets: int, seed: int) -> dict[str, Any]:
         finally:
             parts["put_cache"].close()
             parts["miss_cache"].close()
+            parts["miss_lru"].close()
             parts["conn"].close()
     return {
         "rounds": rounds,
