@@ -20,7 +20,7 @@ from rich.table import Table
 
 from ._workload import BenchResult, Consistency, Latency
 
-__all__ = ["RichProgress", "consistency_line", "print_result", "result_json"]
+__all__ = ["RichProgress", "consistency_line", "new_progress", "print_result", "result_json"]
 
 _LATENCY_LABELS = {
     "hit": "get, hit",
@@ -30,20 +30,26 @@ _LATENCY_LABELS = {
 }
 
 
+def new_progress(console: Console, *, auto_refresh: bool = True) -> Progress:
+    """The CLI's progress bar: what, how far, time spent and left; gone when done."""
+    return Progress(
+        TextColumn("{task.description:<10}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        auto_refresh=auto_refresh,
+        transient=True,
+    )
+
+
 class RichProgress:
     """A ``ProgressHook`` drawing one bar per phase; refreshed only when told."""
 
     def __init__(self, console: Console) -> None:
-        self._progress = Progress(
-            TextColumn("{task.description:<10}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            console=console,
-            auto_refresh=False,  # no render thread competing with the benchmark
-            transient=True,
-        )
+        # no render thread competing with the benchmark
+        self._progress = new_progress(console, auto_refresh=False)
         self._task: TaskID | None = None
 
     def __enter__(self) -> RichProgress:

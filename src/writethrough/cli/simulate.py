@@ -13,17 +13,10 @@ from typing import Any
 
 import click
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
+from rich.progress import TaskID
 from rich.table import Table
 
+from writethrough.cli._format import new_progress
 from writethrough.errors import ConfigError
 from writethrough.policies import POLICIES
 from writethrough.simulate import (
@@ -88,15 +81,7 @@ class _Bar:
     """The progress callback, drawn as a rich bar (only on a terminal)."""
 
     def __init__(self, console: Console) -> None:
-        self._progress = Progress(
-            TextColumn("{task.description:<10}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            console=console,
-            transient=True,
-        )
+        self._progress = new_progress(console)
         self._tasks: dict[str, TaskID] = {}
 
     def __enter__(self) -> _Bar:
