@@ -174,6 +174,18 @@ def two_peers(
         b.close()
 
 
+def caches_again(peer: Peer, key: Any, value: Any) -> bool:
+    """``peer`` returns ``value`` for ``key`` at every read (never an older one) and
+    soon holds it. A read may have to be repeated: with the default 100 ms heartbeat a
+    bus thread starved on a loaded machine counts as cut off and flushes (safe)."""
+
+    def check() -> bool:
+        assert peer("get", key) == value
+        return bool(peer("held", key))
+
+    return until(check)
+
+
 def assert_recovers(a: Peer, b: Peer) -> None:
     """B's bus connection was just cut: B flushed twice (lost, then resubscribed), and the
     same cache object follows A's writes and caches again."""
@@ -184,7 +196,7 @@ def assert_recovers(a: Peer, b: Peer) -> None:
     a("put", "k", 2)
     assert b("wait_for", "k", 2, 5.0) is not None
     assert until(lambda: b("stats")["bus_received"] > received)
-    assert b("get", "k") == 2 and b("held", "k")
+    assert caches_again(b, "k", 2)
 
 
 def prime(writer: Peer, reader: Peer, key: Any, value: Any) -> None:
@@ -192,8 +204,7 @@ def prime(writer: Peer, reader: Peer, key: Any, value: Any) -> None:
     received = reader("stats")["bus_received"]
     writer("put", key, value)
     assert until(lambda: reader("stats")["bus_received"] > received)
-    assert reader("get", key) == value
-    assert reader("held", key)
+    assert caches_again(reader, key, value)
 
 
 class Peer:
@@ -310,6 +321,6 @@ def assert_outage_handled(server: OwnServer, url: str, tmp_path: Path) -> None:
             a("put", "k", 4)
             assert b("wait_for", "k", 4, 5.0) is not None
             assert until(lambda: b("stats")["bus_received"] > received)
-            assert b("get", "k") == 4 and b("held", "k")  # caching again
+            assert caches_again(b, "k", 4)
     finally:
         server.stop()

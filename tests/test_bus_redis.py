@@ -56,7 +56,11 @@ def test_message_larger_than_one_socket_read_arrives_whole(tmp_path: Path) -> No
     """The listener reads its socket itself (64 KiB at a time): a batch message of
     about 400 KB, and small messages queued behind it, all arrive intact."""
     channel = unique_name("big").replace("_", "-")
-    with two_peers(f"sqlite:///{tmp_path}/s.db", bus=REDIS_URL, channel=channel) as (a, b):
+    # heartbeats of 0.5 s: this test counts flushes, and a bus thread starved on a
+    # loaded machine would flush within a short one
+    with two_peers(
+        f"sqlite:///{tmp_path}/s.db", bus=REDIS_URL, channel=channel, bus_heartbeat=0.5
+    ) as (a, b):
         prime(a, b, "k", 1)
         b("get", "key-4999-" + "x" * 30)
         b("get", "k2")
